@@ -1,0 +1,105 @@
+"""What every command shares: the error wrapper, common options and output helpers.
+
+This module must stay cheap to import: `cnnkit --help` loads it, and must not
+load torch.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+DEBUG_ENV = "CNNKIT_DEBUG"
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, hint: str | None = None, code: int = 1) -> typer.Exit:
+    """Print the one-line error (and hint) and return the Exit to raise."""
+    err = _stderr_console()
+    label = "[yellow]interrupted:[/]" if code == 130 else "[bold red]error:[/]"
+    err.print(f"{label} {message}", markup=True)
+    if hint:
+        err.print(f"[yellow]hint:[/] {hint}", markup=True)
+    return typer.Exit(code)
+
+
+def _describe_os_error(exc: OSError) -> tuple[str, str | None]:
+    where = f": {exc.filename}" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return f"the disk is full{where}", "free some space; the previous files were left as they were"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"permission denied{where}", "check the file's permissions, or choose another path"
+    if exc.errno == errno.EROFS:
+        return f"read-only file system{where}", "choose a writable directory with --out or --data-dir"
+    return f"{exc.strerror or exc}{where}", None
+
+
+def handle_errors(func: Callable) -> Callable:
+    """Turn cnnkit's errors into `error:`/`hint:` lines and exit codes, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from cnnkit.errors import CnnkitError
+
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except CnnkitError as exc:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            raise fail(exc.message, exc.hint, exc.exit_code) from None
+        except KeyboardInterrupt:
+            _stderr_console().print("interrupted", markup=False)
+            raise typer.Exit(130) from None
+        except OSError as exc:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            raise fail(*_describe_os_error(exc)) from None
+        except Exception as exc:  # a bug: still one line, with the way to see more
+            if os.environ.get(DEBUG_ENV):
+                raise
+            raise fail(
+                f"unexpected {type(exc).__name__}: {exc}",
+                f"this is a bug in cnnkit; rerun with {DEBUG_ENV}=1 to see the traceback",
+            ) from None
+
+    return wrapper
+
+
+def print_json(document: Any) -> None:
+    """Write one JSON document to stdout."""
+    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def stdout_console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+# Options shared across commands. Names are public interface (see DESIGN.md).
+DataDirOption = Annotated[
+    Path,
+    typer.Option("--data-dir", envvar="CNNKIT_DATA", help="Root for downloaded datasets.", show_default=True),
+]
+DeviceOption = Annotated[
+    str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.", show_default=True)
+]
+SeedOption = Annotated[int, typer.Option("--seed", help="Random seed for weights, data order and augmentation.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the result on stdout; no progress.")]
+OptionalPath = Optional[Path]

@@ -1,0 +1,1 @@
+"""Dataset adapters: the catalog, image folders and IDX directories."""

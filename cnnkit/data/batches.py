@@ -1,0 +1,101 @@
+"""Batch sources for the engine: slices of a device-resident tensor, or a streaming DataLoader.
+
+Both visit a split in the same order for a given (seed, epoch), and both can
+start part-way through an epoch. That is what makes resume exact.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from cnnkit.data.dataset import FileSplit, Split, TensorSplit
+from cnnkit.data.images import ImageReadError, load_image
+
+
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
+    if not shuffle:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+class TensorBatches:
+    """Batches cut from one uint8 tensor that lives on the device."""
+
+    def __init__(self, split: TensorSplit, batch_size: int, device: torch.device, shuffle: bool, seed: int = 0):
+        self.images = split.images.to(device)
+        self.labels = split.labels.to(device)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.device = device
+        self.skipped: list[tuple[str, str]] = []
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.batch_size)
+
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = epoch_order(len(self.labels), self.seed, epoch, self.shuffle).to(self.device)
+        for start in range(start_batch * self.batch_size, len(order), self.batch_size):
+            index = order[start : start + self.batch_size]
+            yield self.images[index], self.labels[index]
+
+
+class _FileDataset(torch.utils.data.Dataset):
+    def __init__(self, split: FileSplit, channels: int, size: tuple[int, int]):
+        self.split, self.channels, self.size = split, channels, size
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i: int):
+        try:
+            return load_image(self.split.files[i], self.channels, self.size, self.split.resize_to), int(self.split.labels[i])
+        except ImageReadError as exc:
+            return None, (str(exc.path), exc.reason)
+
+
+def _collate(items):
+    good = [(img, label) for img, label in items if img is not None]
+    bad = [info for img, info in items if img is None]
+    if not good:
+        return None, None, bad
+    return torch.stack([g[0] for g in good]), torch.tensor([g[1] for g in good]), bad
+
+
+class StreamBatches:
+    """Batches decoded from files by DataLoader workers, with pinned memory on CUDA."""
+
+    def __init__(self, split: FileSplit, channels: int, size: tuple[int, int], batch_size: int,
+                 device: torch.device, shuffle: bool, seed: int = 0, workers: int = 2):
+        self.dataset = _FileDataset(split, channels, size)
+        self.batch_size, self.device, self.shuffle, self.seed, self.workers = batch_size, device, shuffle, seed, workers
+        self.skipped: list[tuple[str, str]] = []
+
+    def __len__(self) -> int:
+        return -(-len(self.dataset) // self.batch_size)
+
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = epoch_order(len(self.dataset), self.seed, epoch, self.shuffle).tolist()
+        batches = [order[i : i + self.batch_size] for i in range(start_batch * self.batch_size, len(order), self.batch_size)]
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_sampler=batches, num_workers=self.workers, collate_fn=_collate,
+            pin_memory=self.device.type == "cuda", persistent_workers=False,
+        )
+        seen = {path for path, _ in self.skipped}
+        for images, labels, bad in loader:
+            for path, reason in bad:
+                if path not in seen:  # one warning per file, not one per epoch
+                    seen.add(path)
+                    self.skipped.append((path, reason))
+            if images is None:
+                continue
+            yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+
+
+def make_batches(split: Split, *, channels: int, size: tuple[int, int], batch_size: int, device: torch.device,
+                 shuffle: bool, seed: int = 0, workers: int = 2):
+    if isinstance(split, TensorSplit):
+        return TensorBatches(split, batch_size, device, shuffle, seed)
+    return StreamBatches(split, channels, size, batch_size, device, shuffle, seed, workers)

@@ -1,0 +1,98 @@
+"""Decode one image file into a uint8 tensor the way every command needs it.
+
+Mode handling (CMYK, palette, RGBA, 16-bit, grey), EXIF rotation and Pillow's
+decompression-bomb limit all live here, so train, predict and inspect agree.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cnnkit.errors import DataError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
+JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", ".ds_store"})
+
+
+class ImageReadError(DataError):
+    """One image that cannot be decoded; folder loaders skip it, predict reports it."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"cannot read image {path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+
+def is_image_file(path: Path) -> bool:
+    name = path.name
+    return not name.startswith(".") and name.lower() not in JUNK_NAMES and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _to_mode(image: Image.Image, channels: int) -> Image.Image:
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        # 16-bit and 32-bit grey: scale to 8 bits rather than letting Pillow clip.
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Composite transparency on white, not on black, as a viewer shows it.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("L" if channels == 1 else "RGB")
+
+
+def resize_and_crop(image: Image.Image, size: tuple[int, int], resize_to: int | None = None) -> Image.Image:
+    """Resize to `size`; with `resize_to`, scale the short side to it and center-crop `size`."""
+    if resize_to is None:
+        if image.size != (size[1], size[0]):
+            image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        return image
+    width, height = image.size
+    scale = resize_to / min(width, height)
+    image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BILINEAR)
+    return ImageOps.fit(image, (size[1], size[0]), Image.Resampling.BILINEAR) if image.size != (size[1], size[0]) else image
+
+
+def load_image(
+    path: str | Path, channels: int, size: tuple[int, int] | None = None, resize_to: int | None = None
+) -> torch.Tensor:
+    """Return a uint8 tensor (channels, H, W); raise ImageReadError for anything unreadable."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            # Past Pillow's pixel limit the warning becomes an error: a bomb is refused, not decoded.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image = ImageOps.exif_transpose(image)
+                image = _to_mode(image, channels)
+                if size is not None:
+                    image = resize_and_crop(image, size, resize_to)
+                array = np.asarray(image, dtype=np.uint8)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageReadError(path, f"refused as a decompression bomb ({exc})") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(path, "not an image file Pillow can identify") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
+            reason = {FileNotFoundError: "no such file", PermissionError: "permission denied"}.get(type(exc), "is a directory")
+            raise ImageReadError(path, reason) from None
+        raise ImageReadError(path, f"corrupt or truncated ({exc})") from None
+    tensor = torch.from_numpy(array.copy())
+    return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
+
+
+def probe_image(path: Path) -> tuple[tuple[int, int], str] | None:
+    """(width, height) and mode from the header alone, or None if it is not an image."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return image.size, image.mode
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, UnidentifiedImageError):
+        return None

@@ -1,0 +1,1 @@
+"""Training engine: the loop, evaluation, checkpoints, metrics and progress."""

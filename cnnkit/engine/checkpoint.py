@@ -1,0 +1,129 @@
+"""Checkpoints: plain dicts of tensors and values, written atomically, read with weights_only=True."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from cnnkit.errors import CheckpointError
+from cnnkit.fileio import atomic_save
+
+FORMAT = "cnnkit.checkpoint"
+VERSION = 1
+
+
+def build_checkpoint(model_section: dict, data_section: dict, train_section: dict) -> dict:
+    from cnnkit import __version__
+
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "cnnkit_version": __version__,
+        "torch_version": torch.__version__,
+        "model": model_section,
+        "data": data_section,
+        "train": train_section,
+    }
+
+
+def save_checkpoint(path: str | Path, checkpoint: dict) -> Path:
+    """Write to a temporary file beside `path`, fsync, rename: the old file survives any crash."""
+    path = Path(path)
+    atomic_save(path, lambda tmp: torch.save(checkpoint, tmp))
+    return path
+
+
+def resolve_checkpoint_path(path: str | Path, prefer: str = "best") -> Path:
+    """A checkpoint file, or a run directory (its best.pt, else last.pt)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        order = ("best.pt", "last.pt") if prefer == "best" else ("last.pt", "best.pt")
+        for name in order:
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"no checkpoint in {path} (no best.pt or last.pt)", "pass a run directory that `cnnkit train` wrote, or a .pt file")
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}", "pass a .pt file or a run directory such as checkpoints/lenet-mnist-sample")
+    return path
+
+
+def load_checkpoint(path: str | Path, prefer: str = "best") -> dict:
+    """Load and validate a cnnkit checkpoint; never unpickle code."""
+    path = resolve_checkpoint_path(path, prefer)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if "weights_only" in str(exc) or "Unsupported" in str(exc) or "global" in str(exc).lower():
+            raise CheckpointError(
+                f"refused to load {path}: it holds pickled code or objects, not plain tensors and values",
+                "cnnkit loads checkpoints with weights_only=True and never runs code from a file",
+            ) from None
+        raise CheckpointError(f"{path} is not a readable checkpoint ({first})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        if isinstance(exc, (PermissionError, IsADirectoryError)):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path} is truncated or not a PyTorch file ({first[:160]})",
+            "the previous good checkpoint of a run is its best.pt or last.pt",
+        ) from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        is_state_dict = isinstance(checkpoint, dict) and checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values())
+        hint = (
+            "this looks like a bare state_dict; use it with `cnnkit finetune --weights FILE`"
+            if is_state_dict
+            else "pass a checkpoint written by `cnnkit train` or `cnnkit finetune`"
+        )
+        raise CheckpointError(f"{path} is not a cnnkit checkpoint", hint)
+    if int(checkpoint.get("version", 0)) > VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {checkpoint['version']}; this cnnkit reads up to {VERSION}",
+            "upgrade cnnkit",
+        )
+    for section in ("model", "data"):
+        if not isinstance(checkpoint.get(section), dict):
+            raise CheckpointError(f"{path} is missing its '{section}' section")
+    checkpoint["path"] = str(path)
+    return checkpoint
+
+
+def build_model(name: str, kwargs: dict):
+    """Rebuild a model from a checkpoint's model section (without its weights)."""
+    from cnnkit.models import get_model, get_spec
+    from cnnkit.models.backbones import replace_head, torchvision_architecture
+
+    kwargs = dict(kwargs)
+    arch = kwargs.pop("arch", "cnnkit")
+    if arch == "torchvision":
+        spec = get_spec(name)
+        model = torchvision_architecture(spec)
+        if kwargs["num_classes"] != 1000:
+            replace_head(model, spec, kwargs["num_classes"])
+        return model
+    return get_model(name, **kwargs)
+
+
+def model_from_checkpoint(checkpoint: dict):
+    """The trained model, in eval mode, on the CPU."""
+    section = checkpoint["model"]
+    model = build_model(section["name"], section["kwargs"])
+    try:
+        model.load_state_dict(section["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"the weights in {checkpoint.get('path', 'the checkpoint')} do not fit model '{section['name']}': {str(exc).splitlines()[1] if len(str(exc).splitlines()) > 1 else exc}"
+        ) from None
+    return model.eval()
+
+
+def transform_from_checkpoint(checkpoint: dict, device, channels_last: bool = False):
+    from cnnkit.data.transforms import BatchTransform
+
+    data = checkpoint["data"]
+    return BatchTransform(
+        data["mean"], data["std"], data["input_size"][0], data["input_size"][1], (), device, channels_last
+    )

@@ -1,0 +1,65 @@
+"""Running a model over a split: loss, accuracy, top-k and the confusion matrix, accumulated on the device."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class EvalResult:
+    count: int
+    loss: float
+    accuracy: float
+    topk_accuracy: float
+    k: int
+    confusion: torch.Tensor  # (classes, classes): rows true, columns predicted
+    predictions: torch.Tensor | None = None  # (N,) predicted labels, in batch order
+    probabilities: torch.Tensor | None = None  # (N,) probability of the predicted class
+    true_probabilities: torch.Tensor | None = None  # (N,) probability of the true class
+    labels: torch.Tensor | None = None
+
+
+@torch.no_grad()
+def run_evaluation(model, batches, transform, num_classes: int, *, device, amp: bool = False, k: int = 5,
+                   keep_predictions: bool = False, epoch: int = 0) -> EvalResult:
+    """Evaluate in eval mode. Sums stay on the device and are read once at the end."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    topk_correct = torch.zeros((), dtype=torch.long, device=device)
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
+    count = 0
+    keep = []
+    k = max(1, min(k, num_classes))
+    for images, labels in batches.epoch(epoch):
+        x = transform(images, train=False)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(x)
+        logits = logits.float()
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
+        predicted = logits.argmax(1)
+        correct += (predicted == labels).sum()
+        topk_correct += (logits.topk(k, 1).indices == labels[:, None]).any(1).sum()
+        confusion += torch.bincount(labels * num_classes + predicted, minlength=num_classes * num_classes)
+        count += labels.shape[0]
+        if keep_predictions:
+            probs = logits.softmax(1)
+            keep.append((predicted, probs.gather(1, predicted[:, None])[:, 0], probs.gather(1, labels[:, None])[:, 0], labels))
+    model.train(was_training)
+    result = EvalResult(
+        count=count,
+        loss=float(loss_sum) / max(1, count),
+        accuracy=int(correct) / max(1, count),
+        topk_accuracy=int(topk_correct) / max(1, count),
+        k=k,
+        confusion=confusion.view(num_classes, num_classes).cpu(),
+    )
+    if keep:
+        result.predictions, result.probabilities, result.true_probabilities, result.labels = (
+            torch.cat(parts).cpu() for parts in zip(*keep)
+        )
+    return result

@@ -1,0 +1,46 @@
+"""Start or resume a training run: the entry points the CLI (and the Python API) call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cnnkit.engine.checkpoint import load_checkpoint
+from cnnkit.engine.config import TrainConfig
+from cnnkit.engine.progress import Reporter
+from cnnkit.engine.rundir import check_writable
+from cnnkit.engine.setup import prepare_training
+from cnnkit.engine.trainer import Trainer
+
+
+def start_training(config: TrainConfig, reporter: Reporter | None = None) -> dict:
+    reporter = reporter or Reporter()
+    setup = prepare_training(config, reporter)
+    return Trainer(setup, reporter).fit()
+
+
+def resume_training(target: str | Path, reporter: Reporter | None = None, *, epochs: int | None = None,
+                    device: str | None = None, workers: int | None = None) -> dict:
+    """Continue from last.pt with the run's own configuration; --epochs may raise the total."""
+    reporter = reporter or Reporter()
+    checkpoint = load_checkpoint(target, prefer="last")
+    run_dir = Path(checkpoint["path"]).parent
+    check_writable(run_dir)
+    config = TrainConfig.from_dict(checkpoint["train"]["config"])
+    if epochs is not None:
+        config.epochs = epochs
+    if device and device != "auto":
+        config.device = device
+    if workers is not None:
+        config.workers = workers
+    if config.mode != "train":
+        from cnnkit.engine.finetune import prepare_finetune
+
+        setup = prepare_finetune(config, reporter, run_dir=run_dir)
+    else:
+        setup = prepare_training(config, reporter, run_dir=run_dir)
+    trainer = Trainer(setup, reporter)
+    trainer.resume_from(checkpoint)
+    done = trainer.state.epoch
+    if done < trainer.total_epochs:
+        reporter.note(f"resuming {run_dir} at epoch {done + 1}, batch {trainer.state.step_in_epoch + 1}")
+    return trainer.fit()

@@ -1,0 +1,155 @@
+"""Turn a TrainConfig into everything the Trainer needs: data, model, transform, run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from cnnkit.data.batches import make_batches
+from cnnkit.data.dataset import Dataset, TensorSplit, train_val_splits
+from cnnkit.data.memory import parse_bytes
+from cnnkit.data.resolve import load_dataset
+from cnnkit.data.transforms import BatchTransform, channel_stats, parse_augment
+from cnnkit.engine.config import TrainConfig
+from cnnkit.engine.device import resolve_device
+from cnnkit.engine.optim import OPTIMIZERS, SCHEDULES
+from cnnkit.engine.progress import Reporter, task_progress
+from cnnkit.engine.rundir import new_run_dir
+from cnnkit.engine.state import seed_everything
+from cnnkit.engine.trainer import Phase, TrainSetup
+from cnnkit.errors import UsageError
+from cnnkit.models import INIT_SCHEMES, get_model, get_spec, initialise
+from cnnkit.models.registry import input_channels_for, input_size_for
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+MAX_EVAL_BATCH = 512
+
+
+def validate_config(cfg: TrainConfig) -> None:
+    """The core checks its own inputs, so the API fails as clearly as the CLI."""
+    checks = [
+        (cfg.epochs >= 1 or cfg.mode != "train", "--epochs must be at least 1"),
+        (cfg.batch_size >= 1, "--batch-size must be at least 1"),
+        (cfg.lr > 0, "--lr must be positive"),
+        (cfg.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
+        (cfg.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
+        (cfg.init in INIT_SCHEMES, f"--init must be one of {', '.join(INIT_SCHEMES)}"),
+        (cfg.val_split is None or 0 < cfg.val_split < 1, "--val-split must be between 0 and 1"),
+        (0 <= cfg.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
+        (cfg.limit is None or cfg.limit >= 1, "--limit must be at least 1"),
+        (cfg.val_every >= 0, "--val-every must not be negative"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+    parse_augment(cfg.augment)
+
+
+def eval_batch_size(batch_size: int) -> int:
+    return min(MAX_EVAL_BATCH, max(batch_size, 2 * batch_size))
+
+
+def prepare_data(cfg: TrainConfig, reporter: Reporter, image_size: int, resize_to: int | None = None) -> Dataset:
+    dataset = load_dataset(
+        cfg.dataset, cfg.data_dir, image_size=image_size, resize_to=resize_to,
+        budget=parse_bytes(cfg.memory_budget) if cfg.memory_budget else None,
+        workers=cfg.workers or None, progress_factory=task_progress(reporter.quiet),
+    )
+    for note in dataset.notes:
+        reporter.note(f"note: {note}")
+    for path, reason in dataset.skipped:
+        reporter.warn(f"skipped unreadable image {path}: {reason}")
+    return dataset
+
+
+def limited(split, limit: int | None, seed: int):
+    if not limit or limit >= len(split):
+        return split
+    pick = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed + 1))[:limit].sort().values
+    return split.subset(pick)
+
+
+def batches_for(cfg: TrainConfig, dataset: Dataset, train_split, val_split, device: torch.device):
+    workers = cfg.workers if cfg.workers is not None else 2
+    common = dict(channels=dataset.channels, size=dataset.size, device=device, seed=cfg.seed, workers=workers)
+    train = make_batches(train_split, batch_size=cfg.batch_size, shuffle=True, **common)
+    val = make_batches(val_split, batch_size=eval_batch_size(cfg.batch_size), shuffle=False, **common)
+    return train, val
+
+
+def normalisation(train_split, channels: int) -> tuple[list[float], list[float]]:
+    if isinstance(train_split, TensorSplit):
+        return channel_stats(train_split.images)
+    # Streamed photos: ImageNet's statistics are the usual stand-in.
+    return (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ([0.5], [0.25])
+
+
+def data_section(dataset: Dataset, cfg: TrainConfig, in_channels: int, input_size: int, mean, std,
+                 val_source: str, resize_to: int | None = None) -> dict:
+    return {
+        "spec": dataset.spec,
+        "name": dataset.name,
+        "kind": dataset.kind,
+        "data_dir": str(cfg.data_dir),
+        "classes": list(dataset.classes),
+        "channels": dataset.channels,
+        "size": list(dataset.size),
+        "input_size": [in_channels, input_size, input_size],
+        "mean": list(mean),
+        "std": list(std),
+        "resize": list(dataset.size) != [input_size, input_size],
+        "resize_to": resize_to,
+        "val_split": cfg.val_split,
+        "val_source": val_source,
+        "seed": cfg.seed,
+        "limit": cfg.limit,
+        "eval_batch_size": eval_batch_size(cfg.batch_size),
+    }
+
+
+def use_channels_last(device: torch.device, model: torch.nn.Module) -> bool:
+    return device.type == "cuda" and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+
+
+def prepare_training(cfg: TrainConfig, reporter: Reporter, run_dir: Path | None = None) -> TrainSetup:
+    validate_config(cfg)
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    spec = get_spec(cfg.model)
+    dataset = prepare_data(cfg, reporter, spec.native_size or spec.default_size)
+    train_split, val_split, val_source = train_val_splits(dataset, cfg.val_split, cfg.seed)
+    train_split = limited(train_split, cfg.limit, cfg.seed)
+    input_size = input_size_for(spec, dataset.size[0])
+    in_channels = input_channels_for(spec, dataset.channels)
+    if tuple(dataset.size) != (input_size, input_size):
+        reporter.note(f"note: resizing {dataset.size[0]}x{dataset.size[1]} images to {input_size}x{input_size} for {spec.name}")
+    if in_channels != dataset.channels:
+        reporter.note(f"note: repeating the grey channel to {in_channels} channels for {spec.name}")
+    model = initialise(get_model(spec.name, in_channels=in_channels, num_classes=len(dataset.classes), image_size=input_size), cfg.init)
+    model.to(device)
+    channels_last = use_channels_last(device, model)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    mean, std = normalisation(train_split, dataset.channels)
+    transform = BatchTransform(mean, std, in_channels, input_size, parse_augment(cfg.augment), device, channels_last)
+    train_batches, val_batches = batches_for(cfg, dataset, train_split, val_split, device)
+    run_dir = run_dir or new_run_dir(cfg.out, spec.name, dataset.name, cfg.name)
+    return TrainSetup(
+        config=cfg,
+        model=model,
+        train_batches=train_batches,
+        val_batches=val_batches,
+        transform=transform,
+        num_classes=len(dataset.classes),
+        device=device,
+        amp=cfg.amp if cfg.amp is not None else device.type == "cuda",
+        phases=[Phase("train", cfg.epochs, cfg.lr)],
+        run_dir=Path(run_dir),
+        model_section={"name": spec.name, "kwargs": {"in_channels": in_channels, "num_classes": len(dataset.classes), "image_size": input_size}},
+        data_section=data_section(dataset, cfg, in_channels, input_size, mean, std, val_source),
+        skipped=list(dataset.skipped),
+    )

@@ -1,0 +1,285 @@
+"""The training loop: phases of epochs over device-resident or streamed batches.
+
+It never reads a metric from the device inside the loop except for a log line:
+loss and accuracy accumulate as device tensors. After every epoch it writes
+last.pt (and best.pt), metrics.csv and curves.png, in that order, so a kill at
+any moment leaves a run that --resume can finish exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from cnnkit.engine.checkpoint import build_checkpoint, save_checkpoint
+from cnnkit.engine.config import TrainConfig
+from cnnkit.engine.evaluation import run_evaluation
+from cnnkit.engine.interrupt import StopRequest, TrainingInterrupted
+from cnnkit.engine.optim import build_optimizer, build_scheduler
+from cnnkit.engine.progress import Reporter
+from cnnkit.engine.rundir import write_config, write_metrics
+from cnnkit.engine.state import capture_rng, restore_rng
+
+
+@dataclass
+class Phase:
+    name: str
+    epochs: int
+    lr: float
+    frozen: bool = False  # backbone frozen: only the head trains
+
+
+@dataclass
+class TrainSetup:
+    config: TrainConfig
+    model: nn.Module
+    train_batches: object
+    val_batches: object
+    transform: Callable
+    num_classes: int
+    device: torch.device
+    amp: bool
+    phases: list[Phase]
+    run_dir: Path
+    model_section: dict  # name and kwargs; the state_dict is added at save time
+    data_section: dict
+    freeze: Callable[[nn.Module, bool], None] | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    extra_train: dict = field(default_factory=dict)  # e.g. finetune's trainable counts
+
+
+@dataclass
+class LoopState:
+    epoch: int = 0  # epochs completed
+    step_in_epoch: int = 0  # batches completed in the unfinished epoch
+    global_step: int = 0
+    best_val_acc: float = -1.0
+    history: list = field(default_factory=list)
+    val_history: list = field(default_factory=list)
+    partial: dict = field(default_factory=lambda: {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0})
+
+    @classmethod
+    def from_checkpoint(cls, train: dict) -> "LoopState":
+        return cls(train["epoch"], train["step_in_epoch"], train["global_step"], train["best_val_acc"],
+                   list(train["history"]), list(train.get("val_history", [])), dict(train["partial"]))
+
+
+def phase_at(phases: list[Phase], epoch: int) -> tuple[int, int]:
+    """(phase index, the epoch that phase starts at) for a 0-based epoch."""
+    start = 0
+    for index, phase in enumerate(phases):
+        if epoch < start + phase.epochs:
+            return index, start
+        start += phase.epochs
+    return len(phases) - 1, start - phases[-1].epochs
+
+
+class Trainer:
+    def __init__(self, setup: TrainSetup, reporter: Reporter):
+        self.s = setup
+        self.reporter = reporter
+        self.cfg = setup.config
+        self.model = setup.model
+        self.forward = torch.compile(self.model) if self.cfg.compile else self.model
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=self.cfg.label_smoothing)
+        gen_device = setup.device if setup.device.type == "cuda" else "cpu"
+        self.augment_generator = torch.Generator(device=gen_device).manual_seed(self.cfg.seed)
+        self.state = LoopState()
+        self.phase_index = -1
+        self.optimizer = self.scheduler = None
+        self.total_epochs = sum(p.epochs for p in setup.phases)
+
+    # ---- setup of a phase ------------------------------------------------------------
+    def _enter_phase(self, index: int) -> None:
+        phase = self.s.phases[index]
+        if self.s.freeze is not None:
+            self.s.freeze(self.model, phase.frozen)
+        # Each phase starts with fresh optimizer state for what is trainable in it.
+        self.optimizer = build_optimizer(self.model.parameters(), self.cfg.optimizer, phase.lr,
+                                         self.cfg.momentum, self.cfg.weight_decay, self.cfg.nesterov)
+        self.scheduler = build_scheduler(self.optimizer, self.cfg.schedule, len(self.s.train_batches), phase.epochs)
+        self.phase_index = index
+
+    def resume_from(self, checkpoint: dict) -> None:
+        train = checkpoint["train"]
+        self.model.load_state_dict(checkpoint["model"]["state_dict"])
+        self.state = LoopState.from_checkpoint(train)
+        index, _ = phase_at(self.s.phases, self.state.epoch)
+        self._enter_phase(index)
+        # Optimizer state carries over only inside the phase it belongs to.
+        if train.get("phase", 0) == index and train.get("optimizer"):
+            self.optimizer.load_state_dict(train["optimizer"])
+            self.scheduler.load_state_dict(train["scheduler"])
+        restore_rng(train["rng"], self.augment_generator)
+
+    # ---- checkpoints -----------------------------------------------------------------
+    def _checkpoint(self) -> dict:
+        st = self.state
+        train = {
+            "config": self.cfg.to_dict(),
+            "epoch": st.epoch,
+            "step_in_epoch": st.step_in_epoch,
+            "global_step": st.global_step,
+            "best_val_acc": st.best_val_acc,
+            "history": st.history,
+            "val_history": st.val_history,
+            "partial": st.partial,
+            "phase": self.phase_index,
+            "phases": [vars(p) for p in self.s.phases],
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": {},  # bf16 autocast needs no grad scaler
+            "rng": capture_rng(self.augment_generator),
+            "skipped": [list(s) for s in self.s.skipped],
+            **self.s.extra_train,
+        }
+        model = {**self.s.model_section, "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()}}
+        return build_checkpoint(model, self.s.data_section, train)
+
+    def _save(self, best: bool = False) -> None:
+        checkpoint = self._checkpoint()
+        save_checkpoint(self.s.run_dir / "last.pt", checkpoint)
+        if best:
+            save_checkpoint(self.s.run_dir / "best.pt", checkpoint)
+
+    # ---- the loop --------------------------------------------------------------------
+    def fit(self) -> dict:
+        s, cfg, st = self.s, self.cfg, self.state
+        write_config(s.run_dir, {**cfg.to_dict(), "data": {k: v for k, v in s.data_section.items() if k != "classes"}})
+        if st.epoch >= self.total_epochs:
+            return self._summary(already_finished=True)
+        if self.phase_index < 0:
+            self._enter_phase(phase_at(s.phases, st.epoch)[0])
+        warned = {path for path, _ in s.skipped}
+        with StopRequest(lambda: self.reporter.warn("stopping after this batch (Ctrl-C again to abort)")) as stop:
+            for epoch in range(st.epoch, self.total_epochs):
+                index, _ = phase_at(s.phases, epoch)
+                if index != self.phase_index:
+                    self._enter_phase(index)
+                self._train_epoch(epoch, stop)
+                for path, reason in getattr(s.train_batches, "skipped", []):
+                    if path not in warned:
+                        warned.add(path)
+                        s.skipped.append((path, reason))
+                        self.reporter.warn(f"skipped unreadable image {path}: {reason}")
+        return self._summary()
+
+    def _train_epoch(self, epoch: int, stop: StopRequest) -> None:
+        s, cfg, st = self.s, self.cfg, self.state
+        device = s.device
+        phase = s.phases[self.phase_index]
+        self.model.train()
+        if s.freeze is not None:
+            s.freeze(self.model, phase.frozen)  # frozen BatchNorm stays in eval mode
+        loss_sum = torch.tensor(st.partial["loss_sum"], dtype=torch.float64, device=device)
+        correct = torch.tensor(st.partial["correct"], dtype=torch.long, device=device)
+        seen, seconds = st.partial["seen"], st.partial["seconds"]
+        label = f"epoch {epoch + 1}/{self.total_epochs}" + (f" [{phase.name}]" if len(s.phases) > 1 else "")
+        self.reporter.start(label, len(s.train_batches), completed=st.step_in_epoch)
+
+        def live_stats() -> str:
+            elapsed = seconds + time.perf_counter() - started
+            n = max(1, seen)
+            return f"loss {float(loss_sum) / n:.4f} acc {int(correct) / n:.2%} {seen / max(elapsed, 1e-9):,.0f} img/s"
+
+        started = time.perf_counter()
+        for images, labels in s.train_batches.epoch(epoch, st.step_in_epoch):
+            x = s.transform(images, train=True, generator=self.augment_generator)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.amp):
+                logits = self.forward(x)
+                loss = self.criterion(logits.float(), labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            n = labels.shape[0]
+            loss_sum += loss.detach().double() * n
+            correct += (logits.detach().argmax(1) == labels).sum()
+            seen += n
+            st.step_in_epoch += 1
+            st.global_step += 1
+            self.reporter.advance(live_stats)
+            if cfg.val_every and st.global_step % cfg.val_every == 0:
+                self._validate_midway(epoch)
+            if stop.requested:
+                seconds += time.perf_counter() - started
+                st.partial = {"loss_sum": float(loss_sum), "correct": int(correct), "seen": seen, "seconds": seconds}
+                self._save()
+                self.reporter.finish(f"{label}: interrupted after batch {st.step_in_epoch}/{len(s.train_batches)}")
+                raise TrainingInterrupted(
+                    f"saved {s.run_dir / 'last.pt'} after batch {st.step_in_epoch} of epoch {epoch + 1}",
+                    f"resume with: cnnkit {'finetune' if cfg.mode != 'train' else 'train'} --resume {s.run_dir}",
+                )
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds += time.perf_counter() - started
+        val = run_evaluation(self.model, s.val_batches, s.transform, s.num_classes, device=device, amp=s.amp, k=1)
+        row = {
+            "epoch": epoch + 1,
+            "step": st.global_step,
+            "phase": phase.name,
+            "train_loss": float(loss_sum) / max(1, seen),
+            "train_acc": int(correct) / max(1, seen),
+            "val_loss": val.loss,
+            "val_acc": val.accuracy,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "seconds": round(seconds, 3),
+            "images_per_s": round(seen / max(seconds, 1e-9), 1),
+        }
+        st.history.append(row)
+        st.epoch, st.step_in_epoch = epoch + 1, 0
+        st.partial = {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+        is_best = val.accuracy > st.best_val_acc
+        if is_best:
+            st.best_val_acc = val.accuracy
+        self._save(best=is_best)
+        write_metrics(s.run_dir, st.history)
+        self._plot()
+        self.reporter.finish(
+            f"{label}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%} | "
+            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%} | {row['images_per_s']:,.0f} img/s, {seconds:.1f}s"
+        )
+
+    def _validate_midway(self, epoch: int) -> None:
+        val = run_evaluation(self.model, self.s.val_batches, self.s.transform, self.s.num_classes,
+                             device=self.s.device, amp=self.s.amp, k=1)
+        self.model.train()
+        if self.s.freeze is not None:
+            self.s.freeze(self.model, self.s.phases[self.phase_index].frozen)
+        self.state.val_history.append({"epoch": epoch + 1, "step": self.state.global_step, "val_loss": val.loss, "val_acc": val.accuracy})
+        self.reporter.note(f"  step {self.state.global_step}: val loss {val.loss:.4f} acc {val.accuracy:.2%}")
+
+    def _plot(self) -> None:
+        from cnnkit.viz.curves import plot_curves
+
+        try:
+            plot_curves(self.state.history, self.s.run_dir / "curves.png")
+        except OSError as exc:  # a figure is not worth stopping training for
+            self.reporter.warn(f"could not write curves.png: {exc}")
+
+    def _summary(self, already_finished: bool = False) -> dict:
+        st = self.state
+        last = st.history[-1] if st.history else {}
+        total_seconds = sum(r["seconds"] for r in st.history)
+        images = sum(r["images_per_s"] * r["seconds"] for r in st.history)
+        return {
+            "run_dir": str(self.s.run_dir),
+            "model": self.s.model_section["name"],
+            "dataset": self.s.data_section["spec"],
+            "epochs": st.epoch,
+            "already_finished": already_finished,
+            "best_val_acc": st.best_val_acc,
+            "val_acc": last.get("val_acc"),
+            "val_loss": last.get("val_loss"),
+            "train_acc": last.get("train_acc"),
+            "train_loss": last.get("train_loss"),
+            "train_seconds": round(total_seconds, 2),
+            "images_per_s": round(images / total_seconds, 1) if total_seconds else None,
+            "skipped_images": len(self.s.skipped),
+            "validated_on": self.s.data_section.get("val_source"),
+        }

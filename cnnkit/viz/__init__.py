@@ -1,0 +1,1 @@
+"""Figures written to PNG with matplotlib (Agg backend: no display needed)."""
