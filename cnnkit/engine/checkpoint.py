@@ -22,7 +22,7 @@ def build_checkpoint(model_section: dict, data_section: dict, train_section: dic
         "format": FORMAT,
         "version": VERSION,
         "cnnkit_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),  # TorchVersion is a class weights_only refuses
         "model": model_section,
         "data": data_section,
         "train": train_section,
