@@ -12,12 +12,12 @@ class TrainConfig:
     data_dir: str = "data"
     epochs: int = 5
     batch_size: int = 64
-    lr: float = 1e-3
-    optimizer: str = "adam"
+    lr: float = 5e-3
+    optimizer: str = "adamw"
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 0.0
-    schedule: str = "none"
+    schedule: str = "onecycle"
     label_smoothing: float = 0.0
     init: str = "default"
     augment: str = ""

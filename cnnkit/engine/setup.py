@@ -48,7 +48,7 @@ def validate_config(cfg: TrainConfig) -> None:
 
 
 def eval_batch_size(batch_size: int) -> int:
-    return min(MAX_EVAL_BATCH, max(batch_size, 2 * batch_size))
+    return min(MAX_EVAL_BATCH, 2 * batch_size)
 
 
 def prepare_data(cfg: TrainConfig, reporter: Reporter, image_size: int, resize_to: int | None = None) -> Dataset:
