@@ -1,0 +1,173 @@
+"""Dataset specs: the shipped sample, image folders (in memory, cached, streamed), IDX directories."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnkit.data.batches import TensorBatches, epoch_order
+from cnnkit.data.dataset import FileSplit, TensorSplit, train_val_splits
+from cnnkit.data.idx import write_idx
+from cnnkit.data.memory import parse_bytes
+from cnnkit.data.resolve import load_dataset
+from cnnkit.errors import DataError, UsageError
+
+
+def test_mnist_sample_split():
+    ds = load_dataset("mnist-sample")
+    train, test = ds.splits["train"], ds.splits["test"]
+    assert (len(train), len(test)) == (8000, 2000)
+    assert train.images.shape[1:] == (1, 28, 28) and train.images.dtype == torch.uint8
+    assert ds.classes == [str(d) for d in range(10)]
+    # every class is present in both splits, roughly balanced
+    assert torch.bincount(test.labels, minlength=10).min() > 150
+
+
+def test_image_folder_with_train_and_test(cifar_folder):
+    ds = load_dataset(str(cifar_folder))
+    assert ds.kind == "folder" and ds.channels == 3 and ds.size == (32, 32)
+    assert ds.classes[:3] == ["airplane", "automobile", "bird"]
+    assert (len(ds.splits["train"]), len(ds.splits["test"])) == (300, 100)
+    assert isinstance(ds.splits["train"], TensorSplit)
+
+
+def test_decoded_folder_is_cached_beside_the_data(cifar_folder):
+    first = load_dataset(str(cifar_folder)).splits["train"]
+    caches = list((cifar_folder / ".cnnkit-cache").glob("decoded-*.pt"))
+    assert len(caches) == 2  # train and test
+    again = load_dataset(str(cifar_folder)).splits["train"]
+    assert torch.equal(first.images, again.images)
+    # a changed file invalidates the cache
+    victim = next((cifar_folder / "train" / "cat").iterdir())
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(victim)
+    changed = load_dataset(str(cifar_folder)).splits["train"]
+    assert not torch.equal(first.images, changed.images)
+
+
+def test_class_folders_split_deterministically_by_seed(pets_folder):
+    ds = load_dataset(str(pets_folder))
+    assert list(ds.splits) == ["train"] and ds.classes == ["Cat", "Dog"]
+    a_train, a_val, source = train_val_splits(ds, None, seed=3)
+    b_train, b_val, _ = train_val_splits(ds, None, seed=3)
+    c_train, c_val, _ = train_val_splits(ds, None, seed=4)
+    assert source == "20% of train" and (len(a_train), len(a_val)) == (80, 20)
+    assert torch.equal(a_val.images, b_val.images)
+    assert not torch.equal(a_val.images, c_val.images)
+
+
+def test_corrupt_files_are_skipped_and_named(cifar_folder):
+    cat = cifar_folder / "train" / "cat"
+    (cat / "truncated.jpg").write_bytes((cat / "0000.jpg").read_bytes()[:200] if (cat / "0000.jpg").exists() else next(cat.iterdir()).read_bytes()[:200])
+    (cat / "notes.jpg").write_text("this is not a picture")
+    (cat / "empty.png").write_bytes(b"")
+    (cat / "Thumbs.db").write_bytes(b"junk")
+    (cat / ".hidden.jpg").write_bytes(b"junk")
+    ds = load_dataset(str(cifar_folder))
+    skipped = {Path(path).name for path, _ in ds.skipped}
+    assert skipped == {"truncated.jpg", "notes.jpg", "empty.png"}
+    assert len(ds.splits["train"]) == 300
+
+
+def test_mixed_sizes_and_modes_decode_to_one_shape(tmp_path):
+    for cls, makers in {
+        "a": [lambda: Image.new("RGB", (50, 40), "red"), lambda: Image.new("CMYK", (20, 30)), lambda: Image.new("P", (64, 64))],
+        "b": [lambda: Image.new("RGBA", (10, 10), (0, 0, 0, 0)), lambda: Image.new("I;16", (33, 33), 40000), lambda: Image.new("L", (1, 1))],
+    }.items():
+        (tmp_path / cls).mkdir()
+        for i, make in enumerate(makers):
+            make().save(tmp_path / cls / f"{i}.{'tif' if i == 1 and cls == 'b' else 'png' if cls == 'b' else 'jpg' if i != 2 else 'png'}")
+    ds = load_dataset(str(tmp_path), image_size=24)
+    assert ds.size == (24, 24) and ds.channels == 3
+    assert ds.splits["train"].images.shape == (6, 3, 24, 24)
+    assert any("sizes" in note for note in ds.notes)
+
+
+def test_streaming_when_over_the_memory_budget(cifar_folder):
+    ds = load_dataset(str(cifar_folder), budget=1000)
+    assert isinstance(ds.splits["train"], FileSplit) and ds.streamed
+    assert any("streaming" in note for note in ds.notes)
+
+
+@pytest.mark.parametrize(
+    "layout,message",
+    [("empty", "no class folders"), ("empty-class", "has no images"), ("file", "is a file")],
+)
+def test_bad_folders_are_clear_errors(tmp_path, layout, message):
+    root = tmp_path / "ds"
+    root.mkdir()
+    if layout == "empty-class":
+        (root / "cat").mkdir()
+        (root / "dog").mkdir()
+        Image.new("RGB", (8, 8)).save(root / "cat" / "x.png")
+    if layout == "file":
+        root = tmp_path / "file.txt"
+        root.write_text("x")
+    with pytest.raises(DataError) as info:
+        load_dataset(str(root))
+    assert message in info.value.message
+
+
+def test_unknown_dataset_suggests_catalog_names():
+    with pytest.raises(DataError) as info:
+        load_dataset("cifar-10")
+    assert "cifar10" in info.value.hint
+
+
+def _write_idx_pair(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray, gz: bool = False) -> None:
+    suffix = ".gz" if gz else ""
+    write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", images)
+    write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", labels)
+
+
+def test_idx_directory(tmp_path):
+    rng = np.random.default_rng(0)
+    _write_idx_pair(tmp_path, "train", rng.integers(0, 256, (50, 12, 12), dtype=np.uint8), rng.integers(0, 3, 50).astype(np.uint8))
+    _write_idx_pair(tmp_path, "t10k", rng.integers(0, 256, (20, 12, 12), dtype=np.uint8), rng.integers(0, 3, 20).astype(np.uint8), gz=True)
+    (tmp_path / "classes.txt").write_text("circle\nsquare\ntriangle\n")
+    ds = load_dataset(str(tmp_path))
+    assert ds.kind == "idx" and ds.classes == ["circle", "square", "triangle"]
+    assert (len(ds.splits["train"]), len(ds.splits["test"])) == (50, 20)
+    assert ds.splits["train"].images.shape == (50, 1, 12, 12)
+
+
+def test_idx_count_mismatch_is_an_error(tmp_path):
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((5, 4, 4), np.uint8))
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(4, np.uint8))
+    with pytest.raises(DataError, match="5 images but"):
+        load_dataset(str(tmp_path))
+
+
+def test_epoch_order_is_a_function_of_seed_and_epoch():
+    assert torch.equal(epoch_order(100, 1, 0, True), epoch_order(100, 1, 0, True))
+    assert not torch.equal(epoch_order(100, 1, 0, True), epoch_order(100, 1, 1, True))
+    split = TensorSplit(torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1), torch.arange(10))
+    batches = TensorBatches(split, 4, torch.device("cpu"), shuffle=True, seed=0)
+    full = [b[1] for b in batches.epoch(2)]
+    resumed = [b[1] for b in batches.epoch(2, start_batch=1)]
+    assert len(full) == 3 and all(torch.equal(a, b) for a, b in zip(full[1:], resumed))
+    assert sorted(torch.cat(full).tolist()) == list(range(10))
+
+
+def test_memory_budget_sizes():
+    assert parse_bytes("4G") == 4 << 30 and parse_bytes("512M") == 512 << 20 and parse_bytes("1000") == 1000
+    with pytest.raises(UsageError):
+        parse_bytes("lots")
+
+
+def test_training_on_folder_idx_and_stream(cli, cifar_folder, tmp_path):
+    (cifar_folder / "train" / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    code, out, err = cli("train", "lenet", "--dataset", str(cifar_folder), "--epochs", "1", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["skipped_images"] == 1 and "broken.jpg" in err
+    code, out, err = cli("train", "lenet", "--dataset", str(cifar_folder), "--epochs", "1",
+                         "--memory-budget", "1K", "--workers", "0")
+    assert code == 0, err
+    assert "streaming" in err and "skipped images" in out
+    assert err.count("broken.jpg") == 1  # one warning line per bad file
