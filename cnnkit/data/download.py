@@ -1,0 +1,264 @@
+"""Fetch one file over HTTP(S) into `<dest>.partial`, verify it, and only then move it into place.
+
+- An interrupted transfer resumes with a Range request; a server that ignores
+  Range (200 instead of 206) makes it start over.
+- Connection errors and 5xx are retried with exponential backoff. A name that does
+  not resolve, or a host that refuses twice, means "offline" and fails at once.
+- Mirrors: `--mirror BASE` replaces the upstream scheme and host and keeps the
+  path; a flat `BASE/<file name>` is tried next. File names never change.
+- Proxies come from the usual environment variables (urllib honours them).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cnnkit.data.sources import RemoteFile
+from cnnkit.errors import DownloadError
+
+CHUNK = 1 << 20
+PARTIAL_SUFFIX = ".partial"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5  # per URL, for errors during a transfer and for 5xx
+    backoff_s: float = 0.5  # doubles after each failed attempt
+    timeout_s: float = 10.0  # connect, and each read that stalls
+
+
+class Offline(Exception):
+    """The host cannot be reached at all (name resolution failed, refused, unreachable)."""
+
+    def __init__(self, reason: str, retry: bool = True):
+        super().__init__(reason)
+        self.retry = retry  # a name that does not resolve will not resolve in a second either
+
+
+class NotFound(Exception):
+    """The server answered 4xx: the file is not there."""
+
+
+class Retryable(Exception):
+    """A failure worth retrying: 5xx, a cut connection, a short body."""
+
+
+def partial_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + PARTIAL_SUFFIX)
+
+
+def candidate_urls(remote: RemoteFile, mirror: str | None) -> list[str]:
+    """The URLs to try in order: the upstream ones, or their rewrites onto the mirror."""
+    if not mirror:
+        return list(remote.urls)
+    base = mirror.rstrip("/")
+    urls = [base + urlsplit(url).path for url in remote.urls] + [f"{base}/{remote.name}"]
+    return list(dict.fromkeys(urls))
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksum_matches(path: Path, remote: RemoteFile) -> tuple[bool, str | None]:
+    """(matches, actual hex). A file with nothing published to match always matches."""
+    expected = remote.expected
+    if expected is None:
+        return True, None
+    algorithm, want = expected
+    actual = file_digest(path, algorithm)
+    return actual.startswith(want) if algorithm == "sha256" else actual == want, actual
+
+
+def mismatch_error(remote: RemoteFile, origin: str, actual: str) -> DownloadError:
+    algorithm, want = remote.expected
+    what = "sha256 prefix" if algorithm == "sha256" else algorithm
+    return DownloadError(
+        f"checksum mismatch for {remote.name} from {origin}: expected {what} {want}, got {actual}",
+        "nothing was installed and any previous copy is untouched; the file is corrupt or not the "
+        "one expected: fetch it again, or check the mirror or the file passed with --from",
+    )
+
+
+def install_verified(source_file: Path, dest: Path, remote: RemoteFile, origin: str) -> None:
+    """Check `source_file` (a .partial) and rename it over `dest`; on mismatch delete it and raise."""
+    ok, actual = checksum_matches(source_file, remote)
+    if not ok:
+        source_file.unlink(missing_ok=True)
+        raise mismatch_error(remote, origin, actual)
+    os.replace(source_file, dest)
+
+
+def fetch(remote: RemoteFile, dest: Path, *, mirror: str | None = None, progress=None,
+          policy: RetryPolicy = RetryPolicy()) -> str:
+    """Download `remote` to `dest` (verified); returns the URL it came from."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = partial_path(dest)
+    urls = candidate_urls(remote, mirror)
+    failures: list[tuple[str, Exception]] = []
+    for url in urls:
+        try:
+            resumed = _fetch_with_retries(url, partial, remote, progress, policy)
+        except (Offline, NotFound, Retryable) as exc:
+            failures.append((url, exc))
+            continue
+        if resumed and not checksum_matches(partial, remote)[0]:
+            # The kept .partial may have come from another file; one clean try before failing.
+            partial.unlink(missing_ok=True)
+            try:
+                _fetch_with_retries(url, partial, remote, progress, policy)
+            except (Offline, NotFound, Retryable) as exc:
+                raise _failure_error(remote, [(url, exc)], mirror) from None
+        install_verified(partial, dest, remote, url)
+        return url
+    raise _failure_error(remote, failures, mirror)
+
+
+def _fetch_with_retries(url, partial: Path, remote: RemoteFile, progress, policy: RetryPolicy) -> bool:
+    """Transfer into `partial`, retrying; True when it resumed an earlier partial file."""
+    refused = 0
+    resumed = False
+    for attempt in range(policy.attempts):
+        try:
+            return _transfer(url, partial, remote, progress, policy.timeout_s) or resumed
+        except Offline as exc:
+            refused += 1
+            if refused >= 2 or not exc.retry:
+                raise
+        except Retryable as exc:
+            if attempt == policy.attempts - 1:
+                raise
+            if progress is not None:
+                progress.note(f"{remote.name}: {exc}; retrying in {policy.backoff_s * 2 ** attempt:.1f} s")
+        except _RangeRestart:
+            resumed = False
+            continue
+        time.sleep(policy.backoff_s * 2 ** attempt)
+    raise Retryable("gave up")
+
+
+class _RangeRestart(Exception):
+    """The server could not satisfy the resume request; the partial was dropped."""
+
+
+def _open(url: str, have: int, timeout: float):
+    from cnnkit import __version__
+
+    headers = {"User-Agent": f"cnnkit/{__version__}", "Accept-Encoding": "identity"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        if exc.code == 416:
+            raise
+        if exc.code >= 500 or exc.code == 429:
+            raise Retryable(f"HTTP {exc.code} {exc.reason}") from None
+        raise NotFound(f"HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise _classify_connect_error(exc.reason) from None
+    except (ConnectionError, TimeoutError, socket.timeout) as exc:
+        raise Offline(_describe(exc)) from None
+
+
+def _classify_connect_error(reason) -> Exception:
+    if isinstance(reason, socket.gaierror):
+        return Offline(f"name resolution failed: {reason.strerror or reason}", retry=False)
+    if isinstance(reason, (ConnectionRefusedError, TimeoutError, socket.timeout)) or (
+        isinstance(reason, OSError) and reason.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNREFUSED)
+    ):
+        return Offline(_describe(reason))
+    if isinstance(reason, (ConnectionError, OSError)):
+        return Retryable(_describe(reason))
+    return NotFound(str(reason))
+
+
+def _describe(exc) -> str:
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return "timed out"
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def _transfer(url: str, partial: Path, remote: RemoteFile, progress, timeout: float) -> bool:
+    """One HTTP request; appends to the partial on 206. True when it resumed."""
+    have = partial.stat().st_size if partial.exists() else 0
+    try:
+        response = _open(url, have, timeout)
+    except urllib.error.HTTPError:  # 416: the partial is not a prefix of what the server has
+        partial.unlink(missing_ok=True)
+        raise _RangeRestart() from None
+    with response:
+        length = response.headers.get("Content-Length")
+        length = int(length) if length and length.isdigit() else None
+        resumed = have > 0 and response.status == 206 and _range_start(response) == have
+        if not resumed:
+            have = 0
+        total = have + length if length is not None else remote.size
+        bar = progress.file(remote.name, url, total, have) if progress is not None else None
+        received = 0
+        try:
+            with open(partial, "ab" if resumed else "wb") as out:
+                while True:
+                    try:
+                        block = response.read1(CHUNK)  # what has arrived, so a .partial grows as data comes
+                    except (ConnectionError, TimeoutError, socket.timeout, OSError) as exc:
+                        raise Retryable(f"connection lost after {have + received} bytes ({_describe(exc)})") from None
+                    except Exception as exc:  # http.client.IncompleteRead and friends
+                        raise Retryable(f"connection lost after {have + received} bytes ({type(exc).__name__})") from None
+                    if not block:
+                        break
+                    out.write(block)
+                    received += len(block)
+                    if bar is not None:
+                        bar.advance(len(block))
+        except KeyboardInterrupt:
+            if bar is not None:
+                bar.interrupted(partial)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        if length is not None and received < length:
+            raise Retryable(f"connection cut after {have + received} of {have + length} bytes")
+    return resumed
+
+
+def _range_start(response) -> int | None:
+    value = response.headers.get("Content-Range", "")  # "bytes START-END/TOTAL"
+    try:
+        return int(value.split()[1].split("-")[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def _failure_error(remote: RemoteFile, failures, mirror: str | None) -> DownloadError:
+    tried = ", ".join(url for url, _ in failures)
+    if all(isinstance(exc, Offline) for _, exc in failures):
+        hosts = ", ".join(dict.fromkeys(urlsplit(url).netloc for url, _ in failures))
+        reason = failures[-1][1]
+        return DownloadError(
+            f"no network: cannot reach {hosts} for {remote.name} ({reason})",
+            f"on a machine without internet use --mirror URL (env CNNKIT_MIRROR) for a local mirror, "
+            f"or fetch {remote.urls[0]} by hand and pass it with --from FILE",
+        )
+    url, exc = next(((u, e) for u, e in failures if isinstance(e, NotFound)), failures[-1])
+    where = "on the mirror" if mirror else "upstream"
+    return DownloadError(
+        f"cannot download {remote.name} {where}: {exc} (tried {tried})",
+        "check the --mirror URL (it replaces the upstream host; file names stay the same), "
+        "or fetch the file by hand and pass it with --from FILE",
+    )

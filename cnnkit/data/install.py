@@ -1,0 +1,362 @@
+"""Install a source (dataset or weights) where cnnkit and torchvision look for it.
+
+Layouts, all under the data root unless noted:
+- mnist / fashion-mnist: MNIST/raw/*.gz and FashionMNIST/raw/*.gz, each also
+  decompressed beside it, which is what torchvision's MNIST class checks for.
+- cifar10: cifar-10-batches-py/ extracted from cifar-10-python.tar.gz, each batch
+  checked against torchvision's MD5; the archive is removed afterwards.
+- cats-dogs: PetImages/{Cat,Dog}; undecodable images moved to cats-dogs-quarantine/;
+  cats-dogs.json records the zip's size and the sha256 the first download saw.
+- weights: <torch hub dir>/checkpoints/<torchvision's file name>.
+
+What is present and verifies is not fetched again unless `force` is set.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+import gzip
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cnnkit.data import sources as tables
+from cnnkit.data.archives import extracted, move_into_place
+from cnnkit.data.download import (RetryPolicy, checksum_matches, fetch, file_digest, install_verified, mismatch_error,
+                                  partial_path)
+from cnnkit.data.sources import RemoteFile, Source
+from cnnkit.data.transfer_progress import TransferProgress, human_bytes
+from cnnkit.errors import DataError, DownloadError
+from cnnkit.fileio import atomic_path, atomic_write_text
+
+QUARANTINE_DIR = "cats-dogs-quarantine"
+CATS_DOGS_RECORD = "cats-dogs.json"
+SHIPPED = {"mnist-sample": "ships inside the cnnkit package; nothing to download"}
+
+
+@dataclass
+class InstallOptions:
+    data_dir: Path
+    mirror: str | None = None
+    force: bool = False
+    imports: list[Path] = field(default_factory=list)  # --from: files fetched by hand
+    progress: TransferProgress = field(default_factory=TransferProgress)
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+@dataclass
+class InstallResult:
+    name: str
+    action: str  # "downloaded", "imported", "already present", "shipped"
+    path: Path | None
+    quarantined: list = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name, "action": self.action, "path": str(self.path) if self.path else None,
+            "quarantined": [{"path": q.path, "reason": q.reason} for q in self.quarantined], "notes": self.notes,
+        }
+
+
+# Resolving names -------------------------------------------------------------------------
+
+
+def dataset_source(name: str) -> Source:
+    key = name.strip().lower()
+    table = tables.sources()
+    if key in table and table[key].kind != "weights":
+        return table[key]
+    names = tables.dataset_names()
+    close = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else f"downloadable datasets: {', '.join(names)}"
+    raise DataError(f"unknown dataset '{name}'", hint)
+
+
+def weights_source(model: str) -> Source:
+    from cnnkit.models import get_spec
+    from cnnkit.models.backbones import weights_enum
+
+    spec = get_spec(model)  # an unknown name is a ModelError listing close matches
+    source = tables.sources().get(f"weights:{spec.name}")
+    if source is None:
+        weights_enum(spec)  # raises "has no pretrained weights" for the seed models
+        raise DataError(f"no download is known for {spec.name}'s weights")
+    return source
+
+
+def target_dir(source: Source, data_dir: Path) -> Path:
+    if source.kind == "weights":
+        return tables.hub_dir() / source.folder
+    return Path(data_dir) / source.folder
+
+
+# Status (for --list and for idempotence) -----------------------------------------------------
+
+
+def status(source: Source, data_dir: Path) -> str:
+    """'verified', 'missing', 'corrupt', 'unverified' or 'partial (N MiB)'."""
+    folder = target_dir(source, data_dir)
+    if source.kind in ("idx-gz", "weights"):
+        states = [_file_state(folder / f.name, f) for f in source.files]
+        if source.kind == "idx-gz" and all(s == "verified" for s in states):
+            if not all((folder / _gunzipped(f.name)).is_file() for f in source.files):
+                return "unverified"
+        return _combine(states, [partial_path(folder / f.name) for f in source.files])
+    partials = [partial_path(Path(data_dir) / f.name) for f in source.files]
+    if source.kind == "cifar-tar":
+        states = [
+            "missing" if not (folder / rel).is_file() else ("verified" if file_digest(folder / rel, "md5") == md5 else "corrupt")
+            for rel, md5 in source.extracted
+        ]
+        return _combine(states, partials)
+    return _pets_state(data_dir, partials)
+
+
+def _file_state(path: Path, remote: RemoteFile) -> str:
+    if not path.is_file():
+        return "missing"
+    return "verified" if checksum_matches(path, remote)[0] else "corrupt"
+
+
+def _combine(states: list[str], partials: list[Path]) -> str:
+    if all(s == "verified" for s in states):
+        return "verified"
+    if "corrupt" in states:
+        return "corrupt"
+    kept = sum(p.stat().st_size for p in partials if p.is_file())
+    if kept:
+        return f"partial ({human_bytes(kept)})"
+    return "missing" if all(s == "missing" for s in states) else "incomplete"
+
+
+def _pets_state(data_dir: Path, partials: list[Path]) -> str:
+    from cnnkit.data.quarantine import count_images
+
+    root = Path(data_dir) / "PetImages"
+    if not ((root / "Cat").is_dir() and (root / "Dog").is_dir()):
+        return _combine(["missing"], partials)
+    record = _read_record(Path(data_dir))
+    if record is None:
+        return "unverified"
+    return "verified" if record.get("images") == count_images(root) else "corrupt"
+
+
+# Installing ---------------------------------------------------------------------------------
+
+
+def install(source: Source, options: InstallOptions, imports: dict[str, Path] | None = None) -> InstallResult:
+    """Make `source` present and verified. `imports` maps file names to files given with --from."""
+    imports = imports or {}
+    installer = {"idx-gz": _install_idx, "cifar-tar": _install_cifar, "pets-zip": _install_pets, "weights": _install_weights}
+    return installer[source.kind](source, options, imports)
+
+
+def install_dataset(name: str, data_dir: Path, mirror: str | None = None, quiet: bool = False) -> InstallResult:
+    """What `cnnkit train` calls when a catalog dataset is missing."""
+    options = InstallOptions(Path(data_dir), mirror=mirror, progress=TransferProgress(quiet=quiet))
+    try:
+        return install(dataset_source(name), options)
+    except DownloadError as exc:
+        # Train has no --mirror/--from of its own: point at the download command.
+        raise DownloadError(
+            f"dataset '{name}' is not in {data_dir} and could not be downloaded: {exc.message}",
+            f"run `cnnkit download {name} --mirror URL` (or set CNNKIT_MIRROR), or "
+            f"`cnnkit download {name} --from FILE` with the files fetched by hand",
+        ) from None
+
+
+def match_imports(sources: list[Source], paths: list[Path]) -> list[dict[str, Path]]:
+    """Assign each --from file to the source file it stands for: by name, else by MD5.
+
+    A source with a single file takes a single leftover file whatever its name, so a
+    wrong file is reported as a checksum mismatch rather than as "not used".
+    """
+    files = []
+    for path in paths:
+        path = Path(path).expanduser()
+        if path.is_dir():
+            wanted = {f.name for s in sources for f in s.files}
+            files.extend(p for p in sorted(path.iterdir()) if p.name in wanted)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise DataError(f"--from {path}: no such file or folder")
+    assigned: list[dict[str, Path]] = [{} for _ in sources]
+    left = list(files)
+    for index, source in enumerate(sources):
+        for remote in source.files:
+            hit = next((p for p in left if p.name == remote.name), None)
+            if hit is not None:
+                assigned[index][remote.name] = hit
+                left.remove(hit)
+    for index, source in enumerate(sources):
+        for remote in source.files:
+            if remote.name in assigned[index] or remote.md5 is None:
+                continue
+            hit = next((p for p in left if file_digest(p, "md5") == remote.md5), None)
+            if hit is not None:
+                assigned[index][remote.name] = hit
+                left.remove(hit)
+    single = [i for i, s in enumerate(sources) if len(s.files) == 1 and not assigned[i]]
+    if len(left) == 1 and len(single) == 1:
+        assigned[single[0]][sources[single[0]].files[0].name] = left.pop()
+    if left:
+        names = ", ".join(f.name for s in sources for f in s.files)
+        raise DataError(
+            f"--from {left[0]} matches none of the files wanted ({names})",
+            "pass the file under its upstream name, or check that it is the right file",
+        )
+    return assigned
+
+
+def _obtain(remote: RemoteFile, dest: Path, options: InstallOptions, imported: Path | None,
+            copy: bool = True) -> tuple[Path, str]:
+    """Make a verified copy of `remote` available; returns (path, action).
+
+    With `copy=False` an imported file is verified where it lies and used from there
+    (archives that are only read once, so no second copy of a large file is made).
+    """
+    if imported is not None:
+        if not copy:
+            ok, actual = checksum_matches(imported, remote)
+            if not ok:
+                raise mismatch_error(remote, str(imported), actual)
+            return imported, "imported"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = partial_path(dest)
+        shutil.copyfile(imported, partial)
+        install_verified(partial, dest, remote, str(imported))
+        return dest, "imported"
+    if dest.is_file() and not options.force and checksum_matches(dest, remote)[0]:
+        return dest, "already present"
+    fetch(remote, dest, mirror=options.mirror, progress=options.progress, policy=options.policy)
+    return dest, "downloaded"
+
+
+def _merge_action(actions: list[str]) -> str:
+    for action in ("downloaded", "imported"):
+        if action in actions:
+            return action
+    return "already present"
+
+
+def _gunzipped(name: str) -> str:
+    return name[: -len(".gz")] if name.endswith(".gz") else name
+
+
+def _install_idx(source: Source, options: InstallOptions, imports: dict[str, Path]) -> InstallResult:
+    folder = target_dir(source, options.data_dir)
+    actions = []
+    # Files given with --from first: a bad one is reported before anything is downloaded.
+    for remote in sorted(source.files, key=lambda f: f.name not in imports):
+        path, action = _obtain(remote, folder / remote.name, options, imports.get(remote.name))
+        actions.append(action)
+        plain = folder / _gunzipped(remote.name)
+        if action != "already present" or not plain.is_file():
+            try:
+                with gzip.open(path, "rb") as packed, atomic_path(plain) as tmp, open(tmp, "wb") as out:
+                    shutil.copyfileobj(packed, out, 1 << 20)
+            except (OSError, EOFError) as exc:
+                raise DownloadError(f"cannot decompress {path}: {exc}", "the file is damaged; run again with --force") from None
+    return InstallResult(source.name, _merge_action(actions), folder.parent)
+
+
+def _install_cifar(source: Source, options: InstallOptions, imports: dict[str, Path]) -> InstallResult:
+    data_dir = Path(options.data_dir)
+    folder = target_dir(source, data_dir)
+    if not options.force and not imports and status(source, data_dir) == "verified":
+        return InstallResult(source.name, "already present", folder)
+    remote = source.files[0]
+    archive, action = _obtain(remote, data_dir / remote.name, options, imports.get(remote.name), copy=False)
+    with extracted(archive, data_dir, progress=options.progress.tasks()) as temp:
+        new = temp / source.folder
+        for rel, md5 in source.extracted:
+            if not (new / rel).is_file():
+                raise DownloadError(f"{archive.name} has no {source.folder}/{rel}", "the archive is not the one expected")
+            actual = file_digest(new / rel, "md5")
+            if actual != md5:
+                raise DownloadError(
+                    f"checksum mismatch for {source.folder}/{rel} inside {archive.name}: expected md5 {md5}, got {actual}",
+                    "nothing was installed; the archive is not the one expected",
+                )
+        move_into_place(new, folder)
+    if archive.parent == data_dir and archive.name == remote.name:
+        archive.unlink()  # the batches are verified one by one; the 170 MB archive is not needed
+    return InstallResult(source.name, action, folder)
+
+
+def _read_record(data_dir: Path) -> dict | None:
+    try:
+        return json.loads((data_dir / CATS_DOGS_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _install_pets(source: Source, options: InstallOptions, imports: dict[str, Path]) -> InstallResult:
+    from cnnkit.data.quarantine import count_images, quarantine_corrupt
+
+    data_dir = Path(options.data_dir)
+    folder = target_dir(source, data_dir)
+    if not options.force and not imports and status(source, data_dir) == "verified":
+        record = _read_record(data_dir) or {}
+        return InstallResult(source.name, "already present", folder, _quarantined_from(record))
+    remote = source.files[0]
+    imported = imports.get(remote.name)
+    archive, action = _obtain(remote, data_dir / remote.name, options, imported, copy=False)
+    sha256 = _check_first_seen(archive, data_dir, drop=action == "downloaded")
+    progress = options.progress
+    with extracted(archive, data_dir, progress=progress.tasks()) as temp:
+        new = temp / "PetImages"
+        if not ((new / "Cat").is_dir() and (new / "Dog").is_dir()):
+            raise DownloadError(f"{archive.name} has no PetImages/Cat and PetImages/Dog", "the archive is not the one expected")
+        quarantined = quarantine_corrupt(new, temp / QUARANTINE_DIR, progress=progress.tasks())
+        images = count_images(new)
+        move_into_place(new, folder)
+        old_quarantine = data_dir / QUARANTINE_DIR
+        if quarantined:
+            move_into_place(temp / QUARANTINE_DIR, old_quarantine)
+        elif old_quarantine.is_dir():
+            shutil.rmtree(old_quarantine)
+    previous = _read_record(data_dir) or {}
+    record = {
+        "file": remote.name, "url": remote.urls[0], "size": archive.stat().st_size, "sha256": sha256,
+        "first_seen": previous.get("first_seen") or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "images": images, "quarantine": QUARANTINE_DIR,
+        "quarantined": [{"path": q.path, "reason": q.reason} for q in quarantined],
+    }
+    atomic_write_text(data_dir / CATS_DOGS_RECORD, json.dumps(record, indent=2) + "\n")
+    if archive.parent == data_dir and archive.name == remote.name:
+        archive.unlink()  # 800 MB; the images are extracted and the record keeps its sha256
+    notes = [f"{len(quarantined)} undecodable image(s) moved to {data_dir / QUARANTINE_DIR}"] if quarantined else []
+    return InstallResult(source.name, action, folder, quarantined, notes)
+
+
+def _quarantined_from(record: dict) -> list:
+    from cnnkit.data.quarantine import Quarantined
+
+    return [Quarantined(q["path"], q["reason"]) for q in record.get("quarantined", [])]
+
+
+def _check_first_seen(archive: Path, data_dir: Path, drop: bool) -> str:
+    """No checksum is published for PetImages: trust the first sha256 seen, then hold to it."""
+    sha256 = file_digest(archive, "sha256")
+    record = _read_record(data_dir)
+    if record and record.get("sha256") and record["sha256"] != sha256:
+        if drop:
+            archive.unlink(missing_ok=True)
+        raise DownloadError(
+            f"{archive.name} has sha256 {sha256}, but the first download recorded {record['sha256']} "
+            f"in {data_dir / CATS_DOGS_RECORD}",
+            f"the file changed upstream or is damaged; if the change is expected, delete {CATS_DOGS_RECORD} and run again",
+        )
+    return sha256
+
+
+def _install_weights(source: Source, options: InstallOptions, imports: dict[str, Path]) -> InstallResult:
+    remote = source.files[0]
+    dest = target_dir(source, options.data_dir) / remote.name
+    path, action = _obtain(remote, dest, options, imports.get(remote.name))
+    return InstallResult(source.name, action, path)
