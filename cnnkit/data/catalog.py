@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import sys
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -17,7 +15,6 @@ from cnnkit.data.idx import read_idx
 from cnnkit.errors import DataError
 
 DIGITS = [str(d) for d in range(10)]
-NETWORK_TIMEOUT_S = 10
 
 
 @dataclass(frozen=True)
@@ -77,18 +74,15 @@ def _open_torchvision(name: str, root: Path, train: bool):
         return cls(root=str(root), train=train, download=False)
     except RuntimeError:
         pass
-    # Missing: fetch through torchvision (its file list and MD5 sums), with a short
-    # network timeout so an offline machine fails in seconds rather than hanging.
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(NETWORK_TIMEOUT_S)
+    # Missing: fetch it the way `cnnkit download` does (torchvision's file list and
+    # MD5 sums, .partial files, retries, CNNKIT_MIRROR), so both share one path.
+    from cnnkit.data.install import install_dataset
+
+    install_dataset(name, root, mirror=os.environ.get("CNNKIT_MIRROR") or None)
     try:
-        with contextlib.redirect_stdout(sys.stderr):
-            return cls(root=str(root), train=train, download=True)
-    except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"dataset '{name}' is not in {root} and could not be downloaded ({reason})", _missing_hint(name)) from None
-    finally:
-        socket.setdefaulttimeout(previous)
+        return cls(root=str(root), train=train, download=False)
+    except RuntimeError as exc:
+        raise DataError(f"dataset '{name}' in {root} cannot be read after download ({exc})", _missing_hint(name)) from None
 
 
 def load_torchvision(name: str, data_dir: Path) -> tuple[dict[str, TensorSplit], list[str]]:
