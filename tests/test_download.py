@@ -272,12 +272,22 @@ def test_from_a_bad_file_is_refused(cli, data_dir, tmp_path):
     assert not (data_dir / "MNIST/raw/t10k-images-idx3-ubyte.gz").exists()
 
 
-def test_from_a_file_that_matches_nothing_is_an_error(cli, data_dir, tmp_path):
-    stray = tmp_path / "holiday.gz"
-    stray.write_bytes(b"not mnist")
-    code, _, err = cli("download", "mnist", "--from", stray, "--data-dir", data_dir)
+@pytest.mark.parametrize("given", ["holiday.gz", "empty-folder", "missing.gz"])
+def test_from_something_that_matches_nothing_is_an_error(cli, data_dir, tmp_path, given):
+    path = tmp_path / given
+    if given == "holiday.gz":
+        path.write_bytes(b"not mnist")
+    elif given == "empty-folder":
+        path.mkdir()
+    code, _, err = cli("download", "mnist", "--from", path, "--data-dir", data_dir)
     assert_clean_failure(code, err)
-    assert "holiday.gz" in err
+    assert given in err
+
+
+def test_the_shipped_sample_needs_no_download(cli, data_dir):
+    code, out, err = cli("download", "mnist-sample", "--data-dir", data_dir, "--json")
+    assert code == 0, err
+    assert json.loads(out)[0]["action"] == "shipped" and not data_dir.exists()
 
 
 # CIFAR-10 tarball -----------------------------------------------------------------------------
@@ -504,3 +514,45 @@ def test_ctrl_c_keeps_the_partial_file_exits_130_and_the_next_run_resumes(cli, s
     assert code == 0, err
     assert server.requests[-1].range == f"bytes={kept}-" and server.requests[-1].status == 206
     assert (data_dir / "PetImages/Dog").is_dir()
+
+
+def test_complete_partial_left_by_a_crash_gets_416_and_starts_over(server, data_dir):
+    from cnnkit.data.download import fetch
+
+    data = REAL_T10K["t10k-labels-idx1-ubyte.gz"]
+    server.files["/f/t10k-labels-idx1-ubyte.gz"] = data
+    remote = RemoteFile("t10k-labels-idx1-ubyte.gz", ("https://example.org/f/t10k-labels-idx1-ubyte.gz",), md5=md5(data))
+    dest = data_dir / remote.name
+    dest.parent.mkdir(parents=True)
+    Path(str(dest) + ".partial").write_bytes(b"y" * (len(data) + 10))
+    fetch(remote, dest, mirror=server.url)
+    assert dest.read_bytes() == data
+    assert [h.status for h in server.hits("/f/t10k-labels-idx1-ubyte.gz")] == [416, 200]
+
+
+def test_cats_dogs_from_a_zip_fetched_by_hand(cli, data_dir, tmp_path):
+    from download_helpers import DATA_PETS
+
+    archive = tmp_path / "kagglecatsanddogs_5340.zip"
+    archive.write_bytes(pets_zip(DATA_PETS))
+    code, out, err = cli("download", "cats-dogs", "--from", archive, "--data-dir", data_dir, "--json")
+    assert code == 0, err
+    assert json.loads(out)[0]["action"] == "imported" and json.loads(out)[0]["quarantined"] == []
+    assert len(list((data_dir / "PetImages" / "Cat").glob("*.jpg"))) == 50 and archive.is_file()
+    code, out, _ = cli("download", "cats-dogs", "--data-dir", data_dir, "--json")
+    assert json.loads(out)[0]["action"] == "already present"
+
+
+def test_a_host_that_never_answers_times_out_once_without_retries(data_dir):
+    from cnnkit.data.download import RetryPolicy, fetch
+    from cnnkit.errors import DownloadError
+
+    with socket.socket() as silent:  # accepts connections (backlog) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        remote = RemoteFile("x.bin", ("https://example.org/x.bin",), md5="0" * 32)
+        started = time.perf_counter()
+        with pytest.raises(DownloadError, match="no network.*timed out"):
+            fetch(remote, data_dir / "x.bin", mirror=f"http://127.0.0.1:{silent.getsockname()[1]}/",
+                  policy=RetryPolicy(timeout_s=0.3))
+        assert time.perf_counter() - started < 3  # two candidate URLs, one 0.3 s wait each

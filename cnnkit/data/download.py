@@ -33,7 +33,7 @@ PARTIAL_SUFFIX = ".partial"
 class RetryPolicy:
     attempts: int = 5  # per URL, for errors during a transfer and for 5xx
     backoff_s: float = 0.5  # doubles after each failed attempt
-    timeout_s: float = 10.0  # connect, and each read that stalls
+    timeout_s: float = 8.0  # connect, and each read that stalls (a stalled read resumes with Range)
 
 
 class Offline(Exception):
@@ -128,12 +128,11 @@ def fetch(remote: RemoteFile, dest: Path, *, mirror: str | None = None, progress
 
 
 def _fetch_with_retries(url, partial: Path, remote: RemoteFile, progress, policy: RetryPolicy) -> bool:
-    """Transfer into `partial`, retrying; True when it resumed an earlier partial file."""
+    """Transfer into `partial`, retrying; True when the last transfer appended to earlier bytes."""
     refused = 0
-    resumed = False
     for attempt in range(policy.attempts):
         try:
-            return _transfer(url, partial, remote, progress, policy.timeout_s) or resumed
+            return _transfer(url, partial, remote, progress, policy.timeout_s)
         except Offline as exc:
             refused += 1
             if refused >= 2 or not exc.retry:
@@ -144,7 +143,6 @@ def _fetch_with_retries(url, partial: Path, remote: RemoteFile, progress, policy
             if progress is not None:
                 progress.note(f"{remote.name}: {exc}; retrying in {policy.backoff_s * 2 ** attempt:.1f} s")
         except _RangeRestart:
-            resumed = False
             continue
         time.sleep(policy.backoff_s * 2 ** attempt)
     raise Retryable("gave up")
@@ -171,14 +169,18 @@ def _open(url: str, have: int, timeout: float):
         raise NotFound(f"HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
         raise _classify_connect_error(exc.reason) from None
-    except (ConnectionError, TimeoutError, socket.timeout) as exc:
+    except (TimeoutError, socket.timeout):
+        raise Offline("connection timed out", retry=False) from None
+    except ConnectionError as exc:
         raise Offline(_describe(exc)) from None
 
 
 def _classify_connect_error(reason) -> Exception:
     if isinstance(reason, socket.gaierror):
         return Offline(f"name resolution failed: {reason.strerror or reason}", retry=False)
-    if isinstance(reason, (ConnectionRefusedError, TimeoutError, socket.timeout)) or (
+    if isinstance(reason, (TimeoutError, socket.timeout)):  # a silent firewall: waiting again would double the wait
+        return Offline("connection timed out", retry=False)
+    if isinstance(reason, ConnectionRefusedError) or (
         isinstance(reason, OSError) and reason.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNREFUSED)
     ):
         return Offline(_describe(reason))
@@ -204,7 +206,10 @@ def _transfer(url: str, partial: Path, remote: RemoteFile, progress, timeout: fl
     with response:
         length = response.headers.get("Content-Length")
         length = int(length) if length and length.isdigit() else None
-        resumed = have > 0 and response.status == 206 and _range_start(response) == have
+        if response.status == 206 and (have == 0 or _range_start(response) != have):
+            partial.unlink(missing_ok=True)  # a range we did not ask for: appending it would corrupt the file
+            raise _RangeRestart()
+        resumed = have > 0 and response.status == 206
         if not resumed:
             have = 0
         total = have + length if length is not None else remote.size

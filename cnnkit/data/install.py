@@ -179,7 +179,10 @@ def match_imports(sources: list[Source], paths: list[Path]) -> list[dict[str, Pa
         path = Path(path).expanduser()
         if path.is_dir():
             wanted = {f.name for s in sources for f in s.files}
-            files.extend(p for p in sorted(path.iterdir()) if p.name in wanted)
+            found = [p for p in sorted(path.iterdir()) if p.name in wanted]
+            if not found:
+                raise DataError(f"--from {path}: the folder holds none of {', '.join(sorted(wanted))}")
+            files.extend(found)
         elif path.is_file():
             files.append(path)
         else:
@@ -283,7 +286,7 @@ def _install_cifar(source: Source, options: InstallOptions, imports: dict[str, P
                     "nothing was installed; the archive is not the one expected",
                 )
         move_into_place(new, folder)
-    if archive.parent == data_dir and archive.name == remote.name:
+    if action != "imported":
         archive.unlink()  # the batches are verified one by one; the 170 MB archive is not needed
     return InstallResult(source.name, action, folder)
 
@@ -328,7 +331,7 @@ def _install_pets(source: Source, options: InstallOptions, imports: dict[str, Pa
         "quarantined": [{"path": q.path, "reason": q.reason} for q in quarantined],
     }
     atomic_write_text(data_dir / CATS_DOGS_RECORD, json.dumps(record, indent=2) + "\n")
-    if archive.parent == data_dir and archive.name == remote.name:
+    if action != "imported":
         archive.unlink()  # 800 MB; the images are extracted and the record keeps its sha256
     notes = [f"{len(quarantined)} undecodable image(s) moved to {data_dir / QUARANTINE_DIR}"] if quarantined else []
     return InstallResult(source.name, action, folder, quarantined, notes)
