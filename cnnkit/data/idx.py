@@ -7,8 +7,10 @@ big-endian uint32 per dimension, then the data in big-endian C order.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,7 @@ def _read_bytes(path: Path) -> bytes:
             with gzip.open(path, "rb") as f:
                 return f.read()
         return path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
             raise
         raise DataError(f"cannot read IDX file {path}: {exc}", "the gzip stream is corrupt or truncated") from None
@@ -56,7 +58,8 @@ def parse_idx(raw: bytes, name: str = "IDX data") -> np.ndarray:
         raise DataError(f"{name} is truncated inside its header")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     dtype = IDX_DTYPES[code]
-    expected = header + int(np.prod(dims, dtype=np.uint64)) * dtype.itemsize
+    # Python integers: a numpy product of large dimensions wraps around and can match a short file.
+    expected = header + math.prod(dims) * dtype.itemsize
     if len(raw) != expected:
         state = "truncated" if len(raw) < expected else "longer than its header says"
         raise DataError(
