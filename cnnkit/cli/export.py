@@ -1,0 +1,59 @@
+"""cnnkit export-idx: write a dataset as MNIST-format IDX files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cnnkit.cli.app import app
+from cnnkit.cli.common import DataDirOption, JsonOption, QuietOption, handle_errors, print_json
+from cnnkit.cli.inspect import SplitChoice
+
+
+@app.command(
+    "export-idx",
+    epilog="Examples:  cnnkit export-idx mnist-sample --out mnist-idx  |  cnnkit export-idx ./photos --out photos-idx --resize 28 --grayscale --gzip"
+    "  |  cnnkit train cnn --dataset mnist-idx",
+)
+@handle_errors
+def export_idx(
+    dataset: Annotated[str, typer.Argument(help="Catalog name, image folder or IDX directory.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the IDX files into.", show_default=False)],
+    split: Annotated[SplitChoice, typer.Option("--split", case_sensitive=False, help="Which split(s) to write (train -> train-*, test -> t10k-*).")] = SplitChoice.all,
+    gzip: Annotated[bool, typer.Option("--gzip", help="Write .gz files, as MNIST is distributed.")] = False,
+    resize: Annotated[Optional[int], typer.Option("--resize", min=1, max=4096, help="Resize images to N x N.", show_default=False)] = None,
+    grayscale: Annotated[bool, typer.Option("--grayscale", help="Convert colour images to grey (IDX3, readable by torchvision's MNIST).")] = False,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Write only the first N images of each split.", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite IDX files already in --out.")] = False,
+    data_dir: DataDirOption = Path("data"),
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Write train-*/t10k-* images-idx and labels-idx files plus classes.txt; prints the paths written."""
+    from cnnkit.data.export import export_idx as write_all, existing_outputs
+    from cnnkit.data.resolve import load_dataset
+    from cnnkit.engine.progress import task_progress
+    from cnnkit.errors import CnnkitError
+
+    splits = ["train", "test"] if split is SplitChoice.all else [split.value]
+    if not force:  # refuse before spending time on decoding
+        existing = existing_outputs(out, splits) if out.is_dir() else []
+        if existing:
+            raise CnnkitError(f"{out} already holds {', '.join(p.name for p in existing)}", "pass --force to overwrite them, or choose another --out")
+    data = load_dataset(dataset, data_dir, image_size=resize, progress_factory=task_progress(quiet or json_output))
+    if split is SplitChoice.all:
+        splits = [name for name in splits if name in data.splits]
+
+    def report(record: dict) -> None:
+        if not (quiet or json_output):
+            shape = "x".join(map(str, record["shape"]))
+            typer.echo(f"wrote {record['path']} ({shape}, {record['bytes']:,} bytes)", err=True)
+
+    written = write_all(data, out, splits, compress=gzip, resize=resize, grayscale=grayscale, limit=limit, force=force, on_file=report)
+    if json_output:
+        print_json({"dataset": data.spec, "out": str(out), "classes": data.classes, "files": written})
+    else:
+        for record in written:
+            print(record["path"])

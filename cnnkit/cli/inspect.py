@@ -1,0 +1,176 @@
+"""cnnkit inspect-dataset: what is in a dataset, before training on it."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cnnkit.cli.app import app
+from cnnkit.cli.common import DataDirOption, JsonOption, QuietOption, handle_errors, print_json, stdout_console
+
+
+class SplitChoice(str, Enum):
+    train = "train"
+    test = "test"
+    all = "all"
+
+
+@app.command(
+    "inspect-dataset",
+    epilog="Examples:  cnnkit inspect-dataset mnist-sample  |  cnnkit inspect-dataset ./photos --verify"
+    "  |  cnnkit inspect-dataset cifar10 --show 16 --out grid.png  |  cnnkit inspect-dataset mnist --json",
+)
+@handle_errors
+def inspect_dataset(
+    dataset: Annotated[str, typer.Argument(help="Catalog name, image folder or IDX directory.", show_default=False)],
+    split: Annotated[SplitChoice, typer.Option("--split", case_sensitive=False, help="Which split to report.")] = SplitChoice.all,
+    verify: Annotated[bool, typer.Option("--verify", help="Decode every file of an image folder; list corrupt, truncated and non-image files (exit 1 if any).")] = False,
+    show: Annotated[Optional[int], typer.Option("--show", min=1, max=256, help="Draw the first N images with their class names (needs --out).", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG file for --show.", show_default=False)] = None,
+    data_dir: DataDirOption = Path("data"),
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Sizes, shape, classes and balance, first labels, pixel range, mean/std as a Normalize line."""
+    from cnnkit.data.folder import default_workers
+    from cnnkit.data.resolve import load_dataset
+    from cnnkit.data.stats import first_images, inspect_dataset as build_report
+    from cnnkit.data.verify import folder_root, split_files, verify_folder
+    from cnnkit.engine.progress import task_progress
+    from cnnkit.errors import CnnkitError, DataError, UsageError
+
+    if show is not None and out is None:
+        raise UsageError("--show needs --out PNG to write the grid to", "e.g. --show 16 --out grid.png")
+    progress = task_progress(quiet or json_output)
+    workers = default_workers()
+    root = folder_root(dataset, data_dir)
+
+    checked = None
+    if verify:
+        if root is None:
+            _note("note: nothing to verify file by file; IDX and catalog tensors are validated when read", quiet or json_output)
+        else:
+            files = sum(len(f) for f in split_files(root).values())
+            with progress(f"verifying {root.name}", files) as advance:
+                checked = verify_folder(root, workers, advance)
+    try:
+        data = load_dataset(dataset, data_dir, workers=workers, progress_factory=progress)
+    except CnnkitError:
+        if checked is not None and not json_output:
+            _print_verify(checked)
+        raise
+    names = [n for n in ("train", "test") if n in data.splits] if split is SplitChoice.all else [split.value]
+    report = build_report(data, names, root, workers, progress)
+    if checked is not None:
+        report["verify"] = checked.to_dict()
+    if show is not None:
+        images, labels = first_images(data.split(names[0]), data.channels, data.size, show)
+        from cnnkit.viz.grid import plot_sample_grid
+
+        report["grid"] = str(plot_sample_grid(images, labels, data.classes, out, f"{data.name}: first {len(images)} of {names[0]}"))
+
+    if json_output:
+        print_json(report)
+    else:
+        _print_report(report)
+        if checked is not None:
+            _print_verify(checked)
+        if "grid" in report:
+            print(report["grid"])
+    for warning in report["warnings"]:
+        _warn(warning)
+    if checked is not None and not checked.ok:
+        raise DataError(
+            f"{len(checked.problems)} bad file(s) in {checked.root}",
+            "remove or replace them; training skips unreadable images with a warning",
+        )
+
+
+def wide_console():
+    """stdout console that does not wrap tables at 80 columns when piped into a file."""
+    console = stdout_console()
+    if not console.is_terminal:
+        console.width = 160
+    return console
+
+
+def _note(message: str, silent: bool) -> None:
+    if not silent:
+        typer.echo(message, err=True)
+
+
+def _warn(message: str) -> None:
+    typer.echo(f"warning: {message}", err=True)
+
+
+def _floats(values: list[float]) -> str:
+    return "(" + ", ".join(f"{v:.4f}" for v in values) + (",)" if len(values) == 1 else ")")
+
+
+def _spaced(values: list[float]) -> str:
+    return " ".join(f"{v:.4f}" for v in values)
+
+
+def _print_report(report: dict) -> None:
+    from rich.table import Table
+
+    console = wide_console()
+    channels, (height, width) = report["channels"], report["size"]
+    console.print(
+        f"[bold]{report['dataset']}[/] ({report['kind']}): {len(report['classes'])} classes, "
+        f"images {channels}x{height}x{width} uint8 (ToTensor gives float32 in [0, 1])"
+    )
+    splits = report["splits"]
+    table = Table(title="splits")
+    for column in ("split", "samples", "min", "max", "mean", "std"):
+        table.add_column(column, justify="left" if column == "split" else "right")
+    for name, part in splits.items():
+        low = "-" if part["min"] is None else f"{part['min']:.1f}"
+        high = "-" if part["max"] is None else f"{part['max']:.1f}"
+        table.add_row(name, f"{part['samples']:,}", low, high, _spaced(part["mean"]), _spaced(part["std"]))
+    console.print(table)
+
+    classes = Table(title="classes")
+    classes.add_column("label", justify="right")
+    classes.add_column("class")
+    for name in splits:
+        classes.add_column(name, justify="right")
+    for label, class_name in enumerate(report["classes"]):
+        classes.add_row(str(label), class_name, *(f"{splits[n]['class_counts'][class_name]:,}" for n in splits))
+    console.print(classes)
+    for name, part in splits.items():
+        console.print(f"first labels ({name}): {part['first_labels']}")
+    for name, info in report.get("files", {}).items():
+        console.print(_describe_files(name, info))
+    norm = report["normalize"]
+    console.print(f"# per-channel mean/std of the {norm['from']} split, for transforms.Normalize")
+    console.print(f"Normalize(mean={_floats(norm['mean'])}, std={_floats(norm['std'])})")
+
+
+def _describe_files(split: str, info: dict) -> str:
+    if not info.get("readable_headers"):
+        return f"files ({split}): {info['files']}, none readable as images"
+    width, height = info["width"], info["height"]
+    if info["distinct_sizes"] == 1:
+        sizes = f"all {info['common_sizes'][0][0]}"
+    else:
+        common = ", ".join(f"{size} ({count})" for size, count in info["common_sizes"][:3])
+        sizes = (
+            f"{info['distinct_sizes']} sizes, width {width['min']}-{width['max']} (mean {width['mean']}), "
+            f"height {height['min']}-{height['max']} (mean {height['mean']}); most common {common}"
+        )
+    modes = ", ".join(f"{mode} {count}" for mode, count in info["modes"].items())
+    return f"files ({split}): {info['files']}; sizes: {sizes}; modes: {modes}"
+
+
+def _print_verify(result) -> None:
+    console = wide_console()
+    if result.ok:
+        console.print(f"verify: all {result.checked} image files in {result.root} decode")
+        return
+    console.print(f"verify: {len(result.problems)} bad file(s) of {result.checked} image files in {result.root}:")
+    for path, reason in result.problems:
+        console.print(f"  {path}: {reason}", markup=False)

@@ -1,0 +1,40 @@
+"""Shared figure plumbing: the Agg backend, image display and atomic PNG writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend: figures need no display."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def show_image(ax, image, title: str | None = None, **imshow) -> None:
+    """Draw a (C, H, W) uint8 or float tensor: grey with a grey colormap, RGB as colour."""
+    array = image.detach().cpu()
+    if array.ndim == 3 and array.shape[0] == 3:
+        ax.imshow(array.permute(1, 2, 0).numpy())
+    else:
+        ax.imshow(array.reshape(array.shape[-2:]).numpy(), cmap=imshow.pop("cmap", "gray"), **imshow)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title is not None:
+        ax.set_title(title, fontsize=8)
+
+
+def save_png(fig, path: str | Path, dpi: int = 100) -> Path:
+    """Write the figure as PNG atomically and close it."""
+    from cnnkit.fileio import atomic_save
+
+    path = Path(path)
+    try:
+        atomic_save(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+    finally:
+        pyplot().close(fig)
+    return path

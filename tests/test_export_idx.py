@@ -1,0 +1,201 @@
+"""export-idx: MNIST-format files that torchvision, the tutorial's load_mnist and cnnkit read back."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import signal
+import struct
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cnnkit.data.catalog import sample_dir
+from cnnkit.data.idx import read_idx
+from cnnkit.data.resolve import load_dataset
+
+
+def load_mnist(path, kind="train"):
+    """The seed tutorial's reader, verbatim in spirit: struct.unpack + np.fromfile."""
+    labels_path = os.path.join(path, f"{kind}-labels-idx1-ubyte")
+    images_path = os.path.join(path, f"{kind}-images-idx3-ubyte")
+    with open(labels_path, "rb") as lbpath:
+        magic, n = struct.unpack(">II", lbpath.read(8))
+        labels = np.fromfile(lbpath, dtype=np.uint8)
+    with open(images_path, "rb") as imgpath:
+        magic, num, rows, cols = struct.unpack(">IIII", imgpath.read(16))
+        images = np.fromfile(imgpath, dtype=np.uint8).reshape(len(labels), rows * cols)
+    return images, labels
+
+
+def assert_one_error(code, stderr, expected_code=1):
+    assert code == expected_code
+    assert "Traceback" not in stderr
+    assert sum(line.startswith("error:") for line in stderr.splitlines()) == 1
+
+
+def test_mnist_sample_reads_back_byte_identical_everywhere(cli, tmp_path):
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    out = tmp_path / "mnist-idx"
+    code, stdout, stderr = cli("export-idx", "mnist-sample", "--out", out)
+    assert code == 0, stderr
+    names = {Path(line).name for line in stdout.split()}
+    assert names == {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "classes.txt"}
+    source = load_dataset("mnist-sample")
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        want_images = source.splits[split].images[:, 0]
+        want_labels = source.splits[split].labels
+        # torchvision's own MNIST reader
+        assert torch.equal(read_image_file(str(out / f"{prefix}-images-idx3-ubyte")), want_images)
+        assert torch.equal(read_label_file(str(out / f"{prefix}-labels-idx1-ubyte")), want_labels)
+        # the tutorial's load_mnist
+        images, labels = load_mnist(out, prefix)
+        assert images.tobytes() == want_images.numpy().tobytes()
+        assert labels.tolist() == want_labels.tolist()
+    assert (out / "classes.txt").read_text().split() == [str(d) for d in range(10)]
+    # ...and cnnkit itself: the folder is a dataset spec.
+    again = load_dataset(str(out))
+    assert again.kind == "idx" and again.classes == source.classes
+    for split in ("train", "test"):
+        assert torch.equal(again.splits[split].images, source.splits[split].images)
+        assert torch.equal(again.splits[split].labels, source.splits[split].labels)
+
+
+def test_real_mnist_test_files_come_back_byte_identical(cli, tmp_path):
+    original = tmp_path / "mnist-t10k"
+    original.mkdir()
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        shutil.copy(sample_dir() / name, original / name)
+    out = tmp_path / "out"
+    code, _, stderr = cli("export-idx", original, "--out", out, "--quiet")
+    assert code == 0, stderr
+    # A lone t10k pair is the dataset's only (train) split, so it is written under train-*.
+    for kind in ("images-idx3", "labels-idx1"):
+        want = gzip.decompress((original / f"t10k-{kind}-ubyte.gz").read_bytes())
+        assert (out / f"train-{kind}-ubyte").read_bytes() == want
+
+
+def test_gzip_output_decompresses_to_the_plain_export(cli, tmp_path):
+    assert cli("export-idx", "mnist-sample", "--out", tmp_path / "plain", "--split", "test", "--limit", "50")[0] == 0
+    assert cli("export-idx", "mnist-sample", "--out", tmp_path / "gz", "--split", "test", "--limit", "50", "--gzip")[0] == 0
+    for kind in ("images-idx3", "labels-idx1"):
+        plain = (tmp_path / "plain" / f"t10k-{kind}-ubyte").read_bytes()
+        assert gzip.decompress((tmp_path / "gz" / f"t10k-{kind}-ubyte.gz").read_bytes()) == plain
+    assert read_idx(tmp_path / "gz" / "t10k-images-idx3-ubyte.gz").shape == (50, 28, 28)
+    assert not (tmp_path / "gz" / "train-images-idx3-ubyte.gz").exists()
+
+
+def test_colour_folder_exports_4d_and_loads_back(cli, cifar_folder, tmp_path):
+    out = tmp_path / "cifar-idx"
+    code, _, stderr = cli("export-idx", cifar_folder, "--out", out, "--json")
+    assert code == 0, stderr
+    images = read_idx(out / "train-images-idx4-ubyte")
+    assert images.shape == (300, 32, 32, 3) and images.dtype == np.uint8
+    source = load_dataset(str(cifar_folder))
+    again = load_dataset(str(out))
+    assert again.classes == source.classes
+    assert torch.equal(again.splits["train"].images, source.splits["train"].images)
+    assert torch.equal(again.splits["test"].labels, source.splits["test"].labels)
+    # inspect-dataset takes the exported folder as it is.
+    code, stdout, _ = cli("inspect-dataset", out, "--split", "test")
+    assert code == 0 and "airplane" in stdout
+
+
+def test_grayscale_and_resize_give_torchvision_readable_idx3(cli, cifar_folder, tmp_path):
+    from torchvision.datasets.mnist import read_image_file
+    from torchvision.transforms.v2.functional import resize, rgb_to_grayscale
+
+    out = tmp_path / "grey"
+    code, _, stderr = cli("export-idx", cifar_folder, "--out", out, "--grayscale", "--resize", "16", "--limit", "20", "--split", "train")
+    assert code == 0, stderr
+    images = read_image_file(str(out / "train-images-idx3-ubyte"))
+    assert images.shape == (20, 16, 16)
+    source = load_dataset(str(cifar_folder)).splits["train"].images[:20]
+    assert torch.equal(images, resize(rgb_to_grayscale(source), [16, 16], antialias=True)[:, 0])
+
+
+def test_refuses_to_overwrite_without_force(cli, tmp_path):
+    out = tmp_path / "o"
+    assert cli("export-idx", "mnist-sample", "--out", out, "--limit", "5", "--gzip")[0] == 0
+    before = (out / "train-images-idx3-ubyte.gz").read_bytes()
+    code, _, stderr = cli("export-idx", "mnist-sample", "--out", out, "--limit", "7")
+    assert_one_error(code, stderr)
+    assert "--force" in stderr and (out / "train-images-idx3-ubyte.gz").read_bytes() == before
+    code, _, stderr = cli("export-idx", "mnist-sample", "--out", out, "--limit", "7", "--force")
+    assert code == 0, stderr
+    # The stale .gz variant is gone, so the folder reads one way only.
+    assert not (out / "train-images-idx3-ubyte.gz").exists()
+    assert len(load_dataset(str(out)).splits["train"]) == 7
+
+
+def test_exported_folder_trains(cli, tmp_path):
+    out = tmp_path / "idx"
+    assert cli("export-idx", "mnist-sample", "--out", out, "--limit", "300")[0] == 0
+    code, stdout, stderr = cli("train", "perceptron", "--dataset", out, "--epochs", "1", "--quiet", "--out", tmp_path / "runs", "--device", "cpu")
+    assert code == 0, stderr
+    assert (Path(stdout.strip().splitlines()[-1]) / "last.pt").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, exit_code",
+    [
+        (["no-such-dataset", "--out", "x"], 1),
+        (["mnist-sample", "--out", "x", "--split", "nope"], 2),
+        (["mnist-sample", "--out", "x", "--resize", "0"], 2),
+        (["mnist-sample", "--out", "x", "--limit", "0"], 2),
+        (["mnist-sample"], 2),
+    ],
+)
+def test_bad_input_is_one_error_line(cli, args, exit_code):
+    code, _, stderr = cli("export-idx", *args)
+    assert code == exit_code and "Traceback" not in stderr
+
+
+def test_out_that_is_a_file_and_missing_split(cli, tmp_path, cifar_folder):
+    target = tmp_path / "file"
+    target.write_text("x")
+    assert_one_error(*cli("export-idx", "mnist-sample", "--out", target)[::2])
+    flat = tmp_path / "flat"  # class folders directly: no test split
+    shutil.copytree(cifar_folder / "train", flat)
+    code, _, stderr = cli("export-idx", flat, "--out", tmp_path / "o", "--split", "test")
+    assert_one_error(code, stderr)
+    assert not (tmp_path / "o" / "train-images-idx4-ubyte").exists()
+
+
+def test_sigint_leaves_no_half_file(tmp_path):
+    """Interrupt an export while it writes: every file under a final name is complete."""
+    import subprocess
+
+    source = tmp_path / "big"
+    source.mkdir()
+    from cnnkit.data.idx import write_idx
+
+    rng = np.random.default_rng(0)
+    write_idx(source / "train-images-idx3-ubyte", rng.integers(0, 256, (10000, 28, 28), dtype=np.uint8))
+    write_idx(source / "train-labels-idx1-ubyte", rng.integers(0, 10, 10000, dtype=np.uint8))
+    write_idx(source / "t10k-images-idx3-ubyte", rng.integers(0, 256, (10000, 28, 28), dtype=np.uint8))
+    write_idx(source / "t10k-labels-idx1-ubyte", rng.integers(0, 10, 10000, dtype=np.uint8))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "cnnkit", "export-idx", str(source), "--out", str(out), "--gzip"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 60
+    # Wait until the first file is in place, then interrupt while the rest is compressed.
+    while time.time() < deadline and not (out / "train-images-idx3-ubyte.gz").exists() and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert "Traceback" not in stderr
+    assert proc.returncode in (130, 0), stderr  # 0 only if it had already finished
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
+    for path in out.iterdir():
+        if path.name != "classes.txt":
+            assert len(read_idx(path)) == 10000  # complete, or not there at all
+    if proc.returncode == 130:
+        assert not (out / "classes.txt").exists() or len(list(out.iterdir())) == 5
