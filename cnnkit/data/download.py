@@ -109,11 +109,16 @@ def fetch(remote: RemoteFile, dest: Path, *, mirror: str | None = None, progress
     partial = partial_path(dest)
     urls = candidate_urls(remote, mirror)
     failures: list[tuple[str, Exception]] = []
+    unreachable: set[str] = set()  # a host found offline is not asked again for another path
     for url in urls:
+        if urlsplit(url).netloc in unreachable:
+            continue
         try:
             resumed = _fetch_with_retries(url, partial, remote, progress, policy)
         except (Offline, NotFound, Retryable) as exc:
             failures.append((url, exc))
+            if isinstance(exc, Offline):
+                unreachable.add(urlsplit(url).netloc)
             continue
         if resumed and not checksum_matches(partial, remote)[0]:
             # The kept .partial may have come from another file; one clean try before failing.
