@@ -19,7 +19,7 @@ from cnnkit.data.idx import IDX_DTYPES, encode_idx, parse_idx, read_idx
 from cnnkit.errors import DataError, UsageError
 from cnnkit.viz.kernels import PRESETS, kernel_text, parse_kernel
 
-FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _parse_or_error(raw: bytes):
@@ -104,7 +104,7 @@ def test_corrupt_or_truncated_gzip_files_raise_data_error(tmp_path_factory, payl
 
 # --- the --kernel parser ---------------------------------------------------------------------
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.text(max_size=60))
 def test_any_kernel_text_parses_to_a_finite_matrix_or_raises_usage_error(text):
     try:
@@ -116,7 +116,7 @@ def test_any_kernel_text_parses_to_a_finite_matrix_or_raises_usage_error(text):
     assert torch.equal(parse_kernel(kernel_text(kernel)), kernel)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.integers(1, 5), st.integers(1, 5), st.data())
 def test_written_matrices_parse_to_their_values(rows, cols, data):
     values = data.draw(st.lists(st.lists(st.floats(-1e6, 1e6, width=32), min_size=cols, max_size=cols), min_size=rows, max_size=rows))
