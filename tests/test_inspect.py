@@ -125,6 +125,9 @@ def test_verify_lists_corrupt_truncated_and_non_image_files(cli, cifar_folder):
     # The human form lists them too, one per line.
     code, stdout, _ = cli("inspect-dataset", cifar_folder, "--verify")
     assert code == 1 and str(truncated) in stdout and str(junk) in stdout
+    # Without --verify the report still comes out, with a warning that points to --verify.
+    code, stdout, stderr = cli("inspect-dataset", cifar_folder)
+    assert code == 0 and "warning: 3 unreadable image(s) were skipped; --verify lists them" in stderr
 
 
 def test_show_draws_a_grid(cli, tmp_path):
@@ -160,3 +163,26 @@ def test_missing_split_and_unloadable_folder(cli, cifar_folder, tmp_path):
     code, stdout, stderr = cli("inspect-dataset", tmp_path / "broken", "--verify")
     assert_one_error(code, stderr)
     assert "a.jpg" in stdout  # the verify listing still comes out before the error
+
+
+def test_catalog_mnist_read_through_torchvision(cli, tmp_path):
+    """`mnist` from the data root, laid out as torchvision keeps it (files written by export-idx)."""
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    assert cli("export-idx", "mnist-sample", "--out", raw, "--quiet")[0] == 0
+    code, stdout, stderr = cli("inspect-dataset", "mnist", "--data-dir", tmp_path / "data", "--json")
+    assert code == 0, stderr
+    report = json.loads(stdout)
+    train_images, train_labels = raw_mnist_sample()["train"]
+    assert report["dataset"] == "mnist" and report["splits"]["train"]["samples"] == len(train_labels)
+    assert report["splits"]["train"]["first_labels"] == train_labels[:10].tolist()
+    assert report["splits"]["test"]["samples"] == 2000 and report["splits"]["train"]["max"] == 1.0
+
+
+def test_cats_dogs_from_the_data_root(cli, pets_folder):
+    code, stdout, stderr = cli("inspect-dataset", "cats-dogs", "--data-dir", pets_folder.parent, "--verify", "--json")
+    assert code == 0, stderr
+    report = json.loads(stdout)
+    assert report["classes"] == ["Cat", "Dog"] and report["verify"]["problems"] == []
+    sizes = {Image.open(p).size for p in pets_folder.rglob("*.jpg")}
+    info = report["files"]["train"]
+    assert info["distinct_sizes"] == len(sizes) and info["files"] == sum(report["splits"]["train"]["class_counts"].values())

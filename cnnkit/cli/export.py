@@ -32,16 +32,13 @@ def export_idx(
     quiet: QuietOption = False,
 ) -> None:
     """Write train-*/t10k-* images-idx and labels-idx files plus classes.txt; prints the paths written."""
-    from cnnkit.data.export import export_idx as write_all, existing_outputs
+    from cnnkit.data.export import export_idx as write_all, refuse_to_overwrite
     from cnnkit.data.resolve import load_dataset
     from cnnkit.engine.progress import task_progress
-    from cnnkit.errors import CnnkitError
 
     splits = ["train", "test"] if split is SplitChoice.all else [split.value]
     if not force:  # refuse before spending time on decoding
-        existing = existing_outputs(out, splits) if out.is_dir() else []
-        if existing:
-            raise CnnkitError(f"{out} already holds {', '.join(p.name for p in existing)}", "pass --force to overwrite them, or choose another --out")
+        refuse_to_overwrite(out, splits)
     data = load_dataset(dataset, data_dir, image_size=resize, progress_factory=task_progress(quiet or json_output))
     if split is SplitChoice.all:
         splits = [name for name in splits if name in data.splits]

@@ -41,6 +41,7 @@ def inspect_dataset(
     from cnnkit.data.verify import folder_root, split_files, verify_folder
     from cnnkit.engine.progress import task_progress
     from cnnkit.errors import CnnkitError, DataError, UsageError
+    from cnnkit.viz.grid import plot_sample_grid
 
     if show is not None and out is None:
         raise UsageError("--show needs --out PNG to write the grid to", "e.g. --show 16 --out grid.png")
@@ -68,8 +69,6 @@ def inspect_dataset(
         report["verify"] = checked.to_dict()
     if show is not None:
         images, labels = first_images(data.split(names[0]), data.channels, data.size, show)
-        from cnnkit.viz.grid import plot_sample_grid
-
         report["grid"] = str(plot_sample_grid(images, labels, data.classes, out, f"{data.name}: first {len(images)} of {names[0]}"))
 
     if json_output:
@@ -81,7 +80,7 @@ def inspect_dataset(
         if "grid" in report:
             print(report["grid"])
     for warning in report["warnings"]:
-        _warn(warning)
+        _warn(warning + ("; --verify lists them" if "skipped" in warning and checked is None else ""))
     if checked is not None and not checked.ok:
         raise DataError(
             f"{len(checked.problems)} bad file(s) in {checked.root}",

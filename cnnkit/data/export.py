@@ -40,6 +40,18 @@ def existing_outputs(out_dir: Path, splits: list[str]) -> list[Path]:
     return [out_dir / name for name in names if (out_dir / name).exists()]
 
 
+def refuse_to_overwrite(out_dir: str | Path, splits: list[str]) -> None:
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"--out {out_dir} is a file, not a directory")
+    existing = existing_outputs(out_dir, splits) if out_dir.is_dir() else []
+    if existing:
+        raise CnnkitError(
+            f"{out_dir} already holds {', '.join(p.name for p in existing)}",
+            "pass --force to overwrite them, or choose another --out",
+        )
+
+
 def split_images(split, channels: int, size: tuple[int, int], limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 (N, C, H, W) images and labels of a split, decoding files if it is streamed."""
     from cnnkit.data.stats import iter_batches
@@ -87,16 +99,13 @@ def export_idx(
     from cnnkit.fileio import atomic_write_text
 
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DataError(f"--out {out_dir} is a file, not a directory")
     if len(dataset.classes) > 256:
         raise DataError(f"{len(dataset.classes)} classes do not fit IDX ubyte labels (at most 256)")
-    existing = existing_outputs(out_dir, splits)
-    if existing and not force:
-        raise CnnkitError(
-            f"{out_dir} already holds {', '.join(p.name for p in existing)}",
-            "pass --force to overwrite them, or choose another --out",
-        )
+    if force:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise DataError(f"--out {out_dir} is a file, not a directory")
+    else:
+        refuse_to_overwrite(out_dir, splits)
     splits_data = {name: dataset.split(name) for name in splits}  # a missing split fails before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[dict] = []

@@ -210,7 +210,5 @@ def inspect_dataset(dataset: Dataset, split_names: list[str], root: Path | None 
         files = split_files(root)
         report["files"] = {name: image_file_stats(files[name], workers) for name in split_names if name in files}
     if dataset.skipped:
-        report["warnings"].append(
-            f"{len(dataset.skipped)} unreadable image(s) were skipped; run with --verify to list them"
-        )
+        report["warnings"].append(f"{len(dataset.skipped)} unreadable image(s) were skipped")
     return report
