@@ -107,6 +107,15 @@ def test_colour_folder_exports_4d_and_loads_back(cli, cifar_folder, tmp_path):
     assert code == 0 and "airplane" in stdout
 
 
+def test_streamed_folder_exports_the_same_bytes(cli, cifar_folder, tmp_path, monkeypatch):
+    assert cli("export-idx", cifar_folder, "--out", tmp_path / "held", "--split", "test")[0] == 0
+    monkeypatch.setenv("CNNKIT_MEMORY_BUDGET", "0")  # over budget: the split is files, decoded for the export
+    assert load_dataset(str(cifar_folder)).streamed
+    assert cli("export-idx", cifar_folder, "--out", tmp_path / "streamed", "--split", "test")[0] == 0
+    for name in ("t10k-images-idx4-ubyte", "t10k-labels-idx1-ubyte", "classes.txt"):
+        assert (tmp_path / "held" / name).read_bytes() == (tmp_path / "streamed" / name).read_bytes()
+
+
 def test_grayscale_and_resize_give_torchvision_readable_idx3(cli, cifar_folder, tmp_path):
     from torchvision.datasets.mnist import read_image_file
     from torchvision.transforms.v2.functional import resize, rgb_to_grayscale

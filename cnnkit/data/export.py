@@ -54,8 +54,6 @@ def refuse_to_overwrite(out_dir: str | Path, splits: list[str]) -> None:
 
 def split_images(split, channels: int, size: tuple[int, int], limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 (N, C, H, W) images and labels of a split, decoding files if it is streamed."""
-    from cnnkit.data.stats import iter_batches
-
     if limit is not None:
         split = split.subset(torch.arange(min(limit, len(split))))
     if isinstance(split, TensorSplit):

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from cnnkit.errors import ModelError, UsageError
+from cnnkit.errors import UsageError
 from cnnkit.models.registry import get_model, get_spec, input_channels_for, input_size_for, list_models
 
 DEFAULT_CLASSES = 10
