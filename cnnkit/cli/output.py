@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from cnnkit.cli.common import print_json, stdout_console
@@ -13,6 +14,8 @@ def _percent(value) -> str:
 
 def print_run_summary(summary: dict, *, json_output: bool, quiet: bool) -> None:
     """The run's summary table, then the run directory as the last line (alone with --quiet)."""
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return
     if json_output:
         print_json(summary)
         return
@@ -30,7 +33,7 @@ def print_run_summary(summary: dict, *, json_output: bool, quiet: bool) -> None:
             ("training time", f"{summary['train_seconds']:.1f}s at {summary['images_per_s'] or 0:,.0f} images/s"),
         ]
         for key, label in (("skipped_images", "skipped images"), ("global_batch", "global batch")):
-            if summary.get(key):
+            if summary.get(key) and (key != "global_batch" or summary.get("processes", 1) > 1):
                 rows.append((label, str(summary[key])))
         for key, value in rows:
             table.add_row(key, value)

@@ -20,23 +20,36 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
+def shard(order: torch.Tensor, rank: int, world: int, pad: bool) -> torch.Tensor:
+    """This rank's slice of a global order. Training pads (by wrapping) so every rank
+    takes the same number of steps; validation does not, so every image counts once."""
+    if world == 1:
+        return order
+    if pad and len(order) % world:
+        order = torch.cat([order, order[: world - len(order) % world]])
+    return order[rank::world]
+
+
 class TensorBatches:
     """Batches cut from one uint8 tensor that lives on the device."""
 
-    def __init__(self, split: TensorSplit, batch_size: int, device: torch.device, shuffle: bool, seed: int = 0):
+    def __init__(self, split: TensorSplit, batch_size: int, device: torch.device, shuffle: bool, seed: int = 0,
+                 rank: int = 0, world: int = 1, pad: bool = True):
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
         self.device = device
+        self.rank, self.world, self.pad = rank, world, pad
         self.skipped: list[tuple[str, str]] = []
 
     def __len__(self) -> int:
-        return -(-len(self.labels) // self.batch_size)
+        return -(-len(shard(torch.arange(len(self.labels)), self.rank, self.world, self.pad)) // self.batch_size)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = epoch_order(len(self.labels), self.seed, epoch, self.shuffle).to(self.device)
+        order = epoch_order(len(self.labels), self.seed, epoch, self.shuffle)
+        order = shard(order, self.rank, self.world, self.pad).to(self.device)
         for start in range(start_batch * self.batch_size, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             yield self.images[index], self.labels[index]
@@ -56,6 +69,13 @@ class _FileDataset(torch.utils.data.Dataset):
             return None, (str(exc.path), exc.reason)
 
 
+def _ignore_sigint(_worker_id: int) -> None:
+    # Ctrl-C reaches the whole process group; the main process decides when to stop.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _collate(items):
     good = [(img, label) for img, label in items if img is not None]
     bad = [info for img, info in items if img is None]
@@ -68,20 +88,32 @@ class StreamBatches:
     """Batches decoded from files by DataLoader workers, with pinned memory on CUDA."""
 
     def __init__(self, split: FileSplit, channels: int, size: tuple[int, int], batch_size: int,
-                 device: torch.device, shuffle: bool, seed: int = 0, workers: int = 2):
+                 device: torch.device, shuffle: bool, seed: int = 0, workers: int = 2,
+                 rank: int = 0, world: int = 1, pad: bool = True):
         self.dataset = _FileDataset(split, channels, size)
         self.batch_size, self.device, self.shuffle, self.seed, self.workers = batch_size, device, shuffle, seed, workers
+        self.rank, self.world, self.pad = rank, world, pad
         self.skipped: list[tuple[str, str]] = []
 
+    def _order(self, epoch: int) -> list[int]:
+        if self.world > 1 and self.pad:
+            # Streamed training shards through PyTorch's own DistributedSampler.
+            sampler = torch.utils.data.DistributedSampler(self.dataset, num_replicas=self.world, rank=self.rank,
+                                                          shuffle=self.shuffle, seed=self.seed)
+            sampler.set_epoch(epoch)
+            return list(sampler)
+        return shard(epoch_order(len(self.dataset), self.seed, epoch, self.shuffle), self.rank, self.world, self.pad).tolist()
+
     def __len__(self) -> int:
-        return -(-len(self.dataset) // self.batch_size)
+        return -(-len(self._order(0)) // self.batch_size)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = epoch_order(len(self.dataset), self.seed, epoch, self.shuffle).tolist()
+        order = self._order(epoch)
         batches = [order[i : i + self.batch_size] for i in range(start_batch * self.batch_size, len(order), self.batch_size)]
         loader = torch.utils.data.DataLoader(
             self.dataset, batch_sampler=batches, num_workers=self.workers, collate_fn=_collate,
             pin_memory=self.device.type == "cuda", persistent_workers=False,
+            worker_init_fn=_ignore_sigint if self.workers else None,
         )
         seen = {path for path, _ in self.skipped}
         for images, labels, bad in loader:
@@ -95,7 +127,7 @@ class StreamBatches:
 
 
 def make_batches(split: Split, *, channels: int, size: tuple[int, int], batch_size: int, device: torch.device,
-                 shuffle: bool, seed: int = 0, workers: int = 2):
+                 shuffle: bool, seed: int = 0, workers: int = 2, rank: int = 0, world: int = 1, pad: bool = True):
     if isinstance(split, TensorSplit):
-        return TensorBatches(split, batch_size, device, shuffle, seed)
-    return StreamBatches(split, channels, size, batch_size, device, shuffle, seed, workers)
+        return TensorBatches(split, batch_size, device, shuffle, seed, rank, world, pad)
+    return StreamBatches(split, channels, size, batch_size, device, shuffle, seed, workers, rank, world, pad)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from cnnkit.engine.distributed import all_reduce_sum
+
 
 @dataclass
 class EvalResult:
@@ -50,6 +52,10 @@ def run_evaluation(model, batches, transform, num_classes: int, *, device, amp: 
             probs = logits.softmax(1)
             keep.append((predicted, probs.gather(1, predicted[:, None])[:, 0], probs.gather(1, labels[:, None])[:, 0], labels))
     model.train(was_training)
+    # Under torchrun each rank saw its shard; the sums make it the whole split's figures.
+    count_t = torch.tensor(count, dtype=torch.long, device=device)
+    all_reduce_sum(loss_sum, correct, topk_correct, confusion, count_t)
+    count = int(count_t)
     result = EvalResult(
         count=count,
         loss=float(loss_sum) / max(1, count),

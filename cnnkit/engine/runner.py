@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cnnkit.engine import distributed
 from cnnkit.engine.checkpoint import load_checkpoint
 from cnnkit.engine.config import TrainConfig
 from cnnkit.engine.progress import Reporter
@@ -15,7 +16,10 @@ from cnnkit.engine.trainer import Trainer
 def start_training(config: TrainConfig, reporter: Reporter | None = None) -> dict:
     reporter = reporter or Reporter()
     setup = prepare_training(config, reporter)
-    return Trainer(setup, reporter).fit()
+    try:
+        return Trainer(setup, reporter).fit()
+    finally:
+        distributed.shutdown()
 
 
 def resume_training(target: str | Path, reporter: Reporter | None = None, *, epochs: int | None = None,
@@ -43,4 +47,7 @@ def resume_training(target: str | Path, reporter: Reporter | None = None, *, epo
     done = trainer.state.epoch
     if done < trainer.total_epochs:
         reporter.note(f"resuming {run_dir} at epoch {done + 1}, batch {trainer.state.step_in_epoch + 1}")
-    return trainer.fit()
+    try:
+        return trainer.fit()
+    finally:
+        distributed.shutdown()

@@ -12,7 +12,9 @@ from cnnkit.data.memory import parse_bytes
 from cnnkit.data.resolve import load_dataset
 from cnnkit.data.transforms import BatchTransform, channel_stats, parse_augment
 from cnnkit.engine.config import TrainConfig
-from cnnkit.engine.device import resolve_device
+from cnnkit.engine import distributed
+from cnnkit.engine.device import resolve_device, usable_cores
+from cnnkit.engine.distributed import World
 from cnnkit.engine.optim import OPTIMIZERS, SCHEDULES
 from cnnkit.engine.progress import Reporter, task_progress
 from cnnkit.engine.rundir import new_run_dir
@@ -71,12 +73,31 @@ def limited(split, limit: int | None, seed: int):
     return split.subset(pick)
 
 
-def batches_for(cfg: TrainConfig, dataset: Dataset, train_split, val_split, device: torch.device):
+def batches_for(cfg: TrainConfig, dataset: Dataset, train_split, val_split, device: torch.device, place: World = World()):
     workers = cfg.workers if cfg.workers is not None else 2
-    common = dict(channels=dataset.channels, size=dataset.size, device=device, seed=cfg.seed, workers=workers)
-    train = make_batches(train_split, batch_size=cfg.batch_size, shuffle=True, **common)
-    val = make_batches(val_split, batch_size=eval_batch_size(cfg.batch_size), shuffle=False, **common)
+    common = dict(channels=dataset.channels, size=dataset.size, device=device, seed=cfg.seed, workers=workers,
+                  rank=place.rank, world=place.size)
+    train = make_batches(train_split, batch_size=cfg.batch_size, shuffle=True, pad=True, **common)
+    val = make_batches(val_split, batch_size=eval_batch_size(cfg.batch_size), shuffle=False, pad=False, **common)
     return train, val
+
+
+def join_world(cfg: TrainConfig, reporter: Reporter) -> tuple[torch.device, World]:
+    """Pick the device and, under torchrun, join the process group; only rank 0 reports."""
+    device = resolve_device(cfg.device)
+    place = distributed.init(device)
+    if place.enabled:
+        torch.set_num_threads(max(1, usable_cores() // place.local_size))
+        if not place.main:
+            reporter.quiet = True
+            reporter.live = False
+    return device, place
+
+
+def shared_run_dir(cfg: TrainConfig, model_name: str, dataset_name: str, place: World) -> Path:
+    """Rank 0 creates the run directory; every rank learns its path."""
+    run_dir = new_run_dir(cfg.out, model_name, dataset_name, cfg.name) if place.main else None
+    return Path(distributed.broadcast(str(run_dir) if run_dir else None))
 
 
 def normalisation(train_split, channels: int) -> tuple[list[float], list[float]]:
@@ -115,7 +136,7 @@ def use_channels_last(device: torch.device, model: torch.nn.Module) -> bool:
 
 def prepare_training(cfg: TrainConfig, reporter: Reporter, run_dir: Path | None = None) -> TrainSetup:
     validate_config(cfg)
-    device = resolve_device(cfg.device)
+    device, place = join_world(cfg, reporter)
     seed_everything(cfg.seed)
     spec = get_spec(cfg.model)
     dataset = prepare_data(cfg, reporter, spec.native_size or spec.default_size)
@@ -136,8 +157,8 @@ def prepare_training(cfg: TrainConfig, reporter: Reporter, run_dir: Path | None 
         torch.backends.cudnn.benchmark = True
     mean, std = normalisation(train_split, dataset.channels)
     transform = BatchTransform(mean, std, in_channels, input_size, parse_augment(cfg.augment), device, channels_last)
-    train_batches, val_batches = batches_for(cfg, dataset, train_split, val_split, device)
-    run_dir = run_dir or new_run_dir(cfg.out, spec.name, dataset.name, cfg.name)
+    train_batches, val_batches = batches_for(cfg, dataset, train_split, val_split, device, place)
+    run_dir = run_dir or shared_run_dir(cfg, spec.name, dataset.name, place)
     return TrainSetup(
         config=cfg,
         model=model,
@@ -152,4 +173,5 @@ def prepare_training(cfg: TrainConfig, reporter: Reporter, run_dir: Path | None 
         model_section={"name": spec.name, "kwargs": {"in_channels": in_channels, "num_classes": len(dataset.classes), "image_size": input_size}},
         data_section=data_section(dataset, cfg, in_channels, input_size, mean, std, val_source),
         skipped=list(dataset.skipped),
+        world=place,
     )

@@ -16,8 +16,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+from cnnkit.engine import distributed
 from cnnkit.engine.checkpoint import build_checkpoint, save_checkpoint
 from cnnkit.engine.config import TrainConfig
+from cnnkit.engine.distributed import World
 from cnnkit.engine.evaluation import run_evaluation
 from cnnkit.engine.interrupt import StopRequest, TrainingInterrupted
 from cnnkit.engine.optim import build_optimizer, build_scheduler
@@ -51,6 +53,7 @@ class TrainSetup:
     freeze: Callable[[nn.Module, bool], None] | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
     extra_train: dict = field(default_factory=dict)  # e.g. finetune's trainable counts
+    world: World = field(default_factory=World)
 
 
 @dataclass
@@ -85,10 +88,20 @@ class Trainer:
         self.reporter = reporter
         self.cfg = setup.config
         self.model = setup.model
-        self.forward = torch.compile(self.model) if self.cfg.compile else self.model
+        self.world = setup.world
+        self.forward = self.model
+        if self.world.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            device_ids = [setup.device.index] if setup.device.type == "cuda" else None
+            self.forward = DistributedDataParallel(self.model, device_ids=device_ids)
+            # Same initial weights everywhere (DDP broadcasts them), different dropout per rank.
+            torch.manual_seed(self.cfg.seed + 7919 * self.world.rank)
+        if self.cfg.compile:
+            self.forward = torch.compile(self.forward)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.cfg.label_smoothing)
         gen_device = setup.device if setup.device.type == "cuda" else "cpu"
-        self.augment_generator = torch.Generator(device=gen_device).manual_seed(self.cfg.seed)
+        self.augment_generator = torch.Generator(device=gen_device).manual_seed(self.cfg.seed + self.world.rank)
         self.state = LoopState()
         self.phase_index = -1
         self.optimizer = self.scheduler = None
@@ -109,16 +122,25 @@ class Trainer:
         train = checkpoint["train"]
         self.model.load_state_dict(checkpoint["model"]["state_dict"])
         self.state = LoopState.from_checkpoint(train)
+        if not self.world.main:  # the saved partial sums are already the whole world's, held by rank 0
+            self.state.partial = {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": self.state.partial["seconds"]}
         index, _ = phase_at(self.s.phases, self.state.epoch)
         self._enter_phase(index)
         # Optimizer state carries over only inside the phase it belongs to.
         if train.get("phase", 0) == index and train.get("optimizer"):
             self.optimizer.load_state_dict(train["optimizer"])
             self.scheduler.load_state_dict(train["scheduler"])
-        restore_rng(train["rng"], self.augment_generator)
+        per_rank = train.get("rng_ranks")
+        if per_rank and len(per_rank) == self.world.size:
+            restore_rng(per_rank[self.world.rank], self.augment_generator)
+        else:
+            if self.world.enabled or per_rank:
+                self.reporter.warn(f"resuming with {self.world.size} process(es), saved with {len(per_rank or [0])}: "
+                                   "the run continues, but not bit-for-bit as an uninterrupted one")
+            restore_rng(train["rng"], self.augment_generator)
 
     # ---- checkpoints -----------------------------------------------------------------
-    def _checkpoint(self) -> dict:
+    def _checkpoint(self, rng: list) -> dict:
         st = self.state
         train = {
             "config": self.cfg.to_dict(),
@@ -134,7 +156,9 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": {},  # bf16 autocast needs no grad scaler
-            "rng": capture_rng(self.augment_generator),
+            "rng": rng[0],
+            "rng_ranks": rng,
+            "world_size": self.world.size,
             "skipped": [list(s) for s in self.s.skipped],
             **self.s.extra_train,
         }
@@ -142,7 +166,10 @@ class Trainer:
         return build_checkpoint(model, self.s.data_section, train)
 
     def _save(self, best: bool = False) -> None:
-        checkpoint = self._checkpoint()
+        rng = distributed.gather(capture_rng(self.augment_generator))  # every rank takes part
+        if not self.world.main:
+            return
+        checkpoint = self._checkpoint(rng)
         save_checkpoint(self.s.run_dir / "last.pt", checkpoint)
         if best:
             save_checkpoint(self.s.run_dir / "best.pt", checkpoint)
@@ -150,7 +177,9 @@ class Trainer:
     # ---- the loop --------------------------------------------------------------------
     def fit(self) -> dict:
         s, cfg, st = self.s, self.cfg, self.state
-        write_config(s.run_dir, {**cfg.to_dict(), "data": {k: v for k, v in s.data_section.items() if k != "classes"}})
+        if self.world.main:
+            write_config(s.run_dir, {**cfg.to_dict(), "processes": self.world.size,
+                                     "data": {k: v for k, v in s.data_section.items() if k != "classes"}})
         if st.epoch >= self.total_epochs:
             return self._summary(already_finished=True)
         if self.phase_index < 0:
@@ -206,8 +235,9 @@ class Trainer:
             self.reporter.advance(live_stats)
             if cfg.val_every and st.global_step % cfg.val_every == 0:
                 self._validate_midway(epoch)
-            if stop.requested:
+            if self._should_stop(stop):
                 seconds += time.perf_counter() - started
+                loss_sum, correct, seen = self._world_sums(loss_sum, correct, seen)
                 st.partial = {"loss_sum": float(loss_sum), "correct": int(correct), "seen": seen, "seconds": seconds}
                 self._save()
                 self.reporter.finish(f"{label}: interrupted after batch {st.step_in_epoch}/{len(s.train_batches)}")
@@ -218,6 +248,7 @@ class Trainer:
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds += time.perf_counter() - started
+        loss_sum, correct, seen = self._world_sums(loss_sum, correct, seen)
         val = run_evaluation(self.model, s.val_batches, s.transform, s.num_classes, device=device, amp=s.amp, k=1)
         row = {
             "epoch": epoch + 1,
@@ -238,12 +269,30 @@ class Trainer:
         if is_best:
             st.best_val_acc = val.accuracy
         self._save(best=is_best)
-        write_metrics(s.run_dir, st.history)
-        self._plot()
+        if self.world.main:
+            write_metrics(s.run_dir, st.history)
+            self._plot()
         self.reporter.finish(
             f"{label}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%} | "
             f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%} | {row['images_per_s']:,.0f} img/s, {seconds:.1f}s"
         )
+
+    STOP_CHECK_EVERY = 20  # under torchrun, ranks agree on Ctrl-C every this many batches
+
+    def _should_stop(self, stop: StopRequest) -> bool:
+        if not self.world.enabled:
+            return stop.requested
+        if self.state.step_in_epoch % self.STOP_CHECK_EVERY:
+            return False
+        return distributed.any_rank(stop.requested, self.s.device)
+
+    def _world_sums(self, loss_sum: torch.Tensor, correct: torch.Tensor, seen: int):
+        """Training loss and accuracy over every rank's images (a no-op in one process)."""
+        if not self.world.enabled:
+            return loss_sum, correct, seen
+        seen_t = torch.tensor(seen, dtype=torch.long, device=self.s.device)
+        distributed.all_reduce_sum(loss_sum, correct, seen_t)
+        return loss_sum, correct, int(seen_t)
 
     def _validate_midway(self, epoch: int) -> None:
         val = run_evaluation(self.model, self.s.val_batches, self.s.transform, self.s.num_classes,
@@ -282,4 +331,6 @@ class Trainer:
             "images_per_s": round(images / total_seconds, 1) if total_seconds else None,
             "skipped_images": len(self.s.skipped),
             "validated_on": self.s.data_section.get("val_source"),
+            "processes": self.world.size,
+            "global_batch": self.cfg.batch_size * self.world.size,
         }
