@@ -79,6 +79,8 @@ def inspect_dataset(
             _print_verify(checked)
         if "grid" in report:
             print(report["grid"])
+    for note in report["notes"]:
+        _note(f"note: {note}", quiet or json_output)
     for warning in report["warnings"]:
         _warn(warning + ("; --verify lists them" if "skipped" in warning and checked is None else ""))
     if checked is not None and not checked.ok:
