@@ -43,8 +43,9 @@ class SeedStyleDataset(torch.utils.data.Dataset):
 
 
 def seed_style_train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, batch_size: int, lr: float = 0.001,
-                     optimizer: str = "sgd", workers: int = 2, mean=(0.5,), std=(0.5,), max_images: int | None = None) -> float:
-    """The tutorial's loop for one epoch; returns images per second."""
+                     optimizer: str = "sgd", workers: int = 2, mean=(0.5,), std=(0.5,), max_images: int | None = None,
+                     device: torch.device | str | None = None) -> float:
+    """The tutorial's loop for one epoch; returns images per second. `device`: move each batch there, as the GPU tutorials do."""
     loader = torch.utils.data.DataLoader(SeedStyleDataset(images, labels, mean, std), batch_size=batch_size,
                                          shuffle=True, num_workers=workers)
     opt = (torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9) if optimizer == "sgd"
@@ -54,6 +55,8 @@ def seed_style_train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *
     seen, running_loss = 0, 0.0
     started = time.perf_counter()
     for inputs, targets in loader:
+        if device is not None:
+            inputs, targets = inputs.to(device), targets.to(device)
         opt.zero_grad()
         loss = criterion(model(inputs), targets)
         loss.backward()
@@ -64,6 +67,54 @@ def seed_style_train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *
             break
     return seen / (time.perf_counter() - started)
 
+
+
+@torch.no_grad()
+def seed_style_evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, batch_size: int, workers: int = 2,
+                        mean=(0.5,), std=(0.5,), device: torch.device | str | None = None) -> tuple[float, float]:
+    """The tutorial's test loop (no_grad, argmax, `.item()` per batch); returns (accuracy, images per second)."""
+    loader = torch.utils.data.DataLoader(SeedStyleDataset(images, labels, mean, std), batch_size=batch_size,
+                                         shuffle=False, num_workers=workers)
+    model.eval()
+    correct = total = 0
+    started = time.perf_counter()
+    for inputs, targets in loader:
+        if device is not None:
+            inputs, targets = inputs.to(device), targets.to(device)
+        _, predicted = torch.max(model(inputs), 1)
+        total += targets.size(0)
+        correct += (predicted == targets).sum().item()
+    seconds = time.perf_counter() - started
+    model.train()
+    return correct / max(1, total), total / seconds
+
+
+def tensor_resident_train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
+                          device: torch.device | str, lr: float = 0.001, mean=(0.5,), std=(0.5,)) -> float:
+    """A bare loop over uint8 images already on the device: the ceiling a training engine can approach.
+
+    No metrics, no progress, no host synchronisation until the end; one epoch, images per second.
+    """
+    device = torch.device(device)
+    images, labels = images.to(device), labels.to(device)
+    mean_t = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, device=device).view(1, -1, 1, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    criterion = nn.CrossEntropyLoss()
+    model.train()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    order = torch.randperm(len(labels), device=device)
+    for start in range(0, len(labels), batch_size):
+        index = order[start : start + batch_size]
+        x = (images[index].float() / 255 - mean_t) / std_t
+        opt.zero_grad(set_to_none=True)
+        criterion(model(x), labels[index]).backward()
+        opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return len(labels) / (time.perf_counter() - started)
 
 def table(rows: list[tuple], headers: tuple[str, ...]) -> None:
     from rich.console import Console
