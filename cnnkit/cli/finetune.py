@@ -1,0 +1,106 @@
+"""cnnkit finetune: transfer learning from ImageNet backbones."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cnnkit.cli import train_options as opt
+from cnnkit.cli.app import app
+from cnnkit.cli.common import DataDirOption, DeviceOption, JsonOption, QuietOption, SeedOption, handle_errors
+from cnnkit.cli.output import print_run_summary
+
+
+class FinetuneMode(str, Enum):
+    finetune = "finetune"
+    features = "features"
+
+
+@app.command(
+    epilog="Examples:  cnnkit finetune mobilenet --dataset cats-dogs  |  "
+    "cnnkit finetune resnet18 --dataset photos/ --head-epochs 2 --unfreeze-epochs 3  |  "
+    "cnnkit finetune vgg16 --dataset cats-dogs --mode features  |  "
+    "cnnkit finetune resnet18 --weights my-resnet18.pth --dataset photos/  |  cnnkit finetune --resume checkpoints/resnet18-PetImages",
+)
+@handle_errors
+def finetune(
+    model: Annotated[Optional[str], typer.Argument(help="vgg16, resnet18, mobilenet_v2 (mobilenet) or alexnet; not needed with --resume.", show_default=False)] = None,
+    dataset: opt.Dataset = "cats-dogs",
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="A local ImageNet-shaped state_dict instead of the torch hub cache.", show_default=False)] = None,
+    mode: Annotated[FinetuneMode, typer.Option("--mode", case_sensitive=False, help="finetune: train the new head on images (then unfreeze); features: run the backbone once, cache its features and train a linear head on them.")] = FinetuneMode.finetune,
+    head_epochs: Annotated[Optional[int], typer.Option("--head-epochs", min=0, help="Epochs with the backbone frozen (default 2; 10 with --mode features).", show_default=False)] = None,
+    unfreeze_epochs: Annotated[int, typer.Option("--unfreeze-epochs", min=0, help="Then epochs with everything trainable.")] = 0,
+    unfreeze_lr: Annotated[Optional[float], typer.Option("--unfreeze-lr", callback=opt._positive, help="Learning rate once unfrozen (default: --lr / 10).", show_default=False)] = None,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Keep decoded images in memory and on disk when they fit the memory budget, and reuse cached features; --no-cache decodes every epoch.")] = True,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", min=1, help="Total epochs, --head-epochs + --unfreeze-epochs (with --resume: the new total, added to the last phase).", show_default=False)] = None,
+    batch_size: opt.BatchSize = 32,
+    lr: opt.Lr = 1e-3,
+    optimizer: opt.Optimizer = opt.OptimizerName.adam,
+    momentum: opt.Momentum = 0.9,
+    nesterov: opt.Nesterov = False,
+    weight_decay: opt.WeightDecay = 0.0,
+    schedule: opt.Schedule = opt.ScheduleName.none,
+    label_smoothing: opt.LabelSmoothing = 0.0,
+    augment: opt.Augment = "",
+    val_split: opt.ValSplit = None,
+    val_every: opt.ValEvery = 0,
+    out: opt.Out = "checkpoints",
+    name: opt.Name = None,
+    resume: opt.Resume = None,
+    amp: opt.Amp = None,
+    compile: opt.Compile = False,
+    workers: opt.Workers = None,
+    limit: opt.Limit = None,
+    memory_budget: opt.MemoryBudget = None,
+    data_dir: DataDirOption = "data",
+    device: DeviceOption = "auto",
+    seed: SeedOption = 0,
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Fine-tune an ImageNet backbone: new head on a frozen backbone, then optionally unfreeze; prints the run directory last."""
+    from cnnkit.engine.config import TrainConfig
+    from cnnkit.engine.finetune import resolve_finetune_config, resume_finetune, start_finetune
+    from cnnkit.engine.progress import Reporter
+    from cnnkit.errors import UsageError
+
+    reporter = Reporter(quiet=quiet or json_output)
+    if resume is not None:
+        summary = resume_finetune(resume, reporter, epochs=epochs, device=device, workers=workers)
+    else:
+        if model is None:
+            raise UsageError("missing MODEL", "e.g. `cnnkit finetune mobilenet --dataset cats-dogs`")
+        config = TrainConfig(
+            model=model, dataset=dataset, data_dir=str(data_dir), batch_size=batch_size, lr=lr,
+            optimizer=optimizer.value, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+            schedule=schedule.value, label_smoothing=label_smoothing, augment=augment, val_split=val_split,
+            val_every=val_every, out=str(out), name=name, amp=amp, compile=compile, workers=workers, limit=limit,
+            seed=seed, device=device,
+            # --no-cache is a zero memory budget: stream and decode every epoch, keep no features.
+            memory_budget=memory_budget if cache else "0",
+            mode=mode.value, weights=str(weights) if weights else None,
+            unfreeze_epochs=unfreeze_epochs, unfreeze_lr=unfreeze_lr,
+        )
+        summary = start_finetune(resolve_finetune_config(config, epochs=epochs, head_epochs=head_epochs), reporter)
+    if not (quiet or json_output):
+        print_phases(summary.get("phases", []))
+    print_run_summary(summary, json_output=json_output, quiet=quiet)
+
+
+def print_phases(phases: list[dict]) -> None:
+    """Per phase: epochs, learning rate, and trainable vs frozen parameters."""
+    if not phases:
+        return
+    from rich.table import Table
+
+    from cnnkit.cli.common import stdout_console
+
+    table = Table(title="phases")
+    for column in ("phase", "epochs", "lr", "trainable", "frozen"):
+        table.add_column(column, justify="left" if column == "phase" else "right")
+    for row in phases:
+        table.add_row(row["name"], str(row["epochs"]), f"{row['lr']:g}", f"{row['trainable']:,}", f"{row['frozen']:,}")
+    stdout_console().print(table)
