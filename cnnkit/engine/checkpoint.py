@@ -50,27 +50,32 @@ def resolve_checkpoint_path(path: str | Path, prefer: str = "best") -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, prefer: str = "best") -> dict:
-    """Load and validate a cnnkit checkpoint; never unpickle code."""
-    path = resolve_checkpoint_path(path, prefer)
+def safe_torch_load(path: Path):
+    """torch.load with weights_only=True; every way a file can be bad becomes a CheckpointError."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        if "weights_only" in str(exc) or "Unsupported" in str(exc) or "global" in str(exc).lower():
+        text = str(exc)
+        if "Unsupported global" in text or "GLOBAL" in text:  # the pickle names a callable: it would run code
             raise CheckpointError(
                 f"refused to load {path}: it holds pickled code or objects, not plain tensors and values",
                 "cnnkit loads checkpoints with weights_only=True and never runs code from a file",
             ) from None
-        raise CheckpointError(f"{path} is not a readable checkpoint ({first})") from None
+        raise CheckpointError(f"{path} is not a PyTorch file", "pass a .pt file written by torch.save") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         if isinstance(exc, (PermissionError, IsADirectoryError)):
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "empty or cut short"
         raise CheckpointError(
             f"{path} is truncated or not a PyTorch file ({first[:160]})",
             "the previous good checkpoint of a run is its best.pt or last.pt",
         ) from None
+
+
+def load_checkpoint(path: str | Path, prefer: str = "best") -> dict:
+    """Load and validate a cnnkit checkpoint; never unpickle code."""
+    path = resolve_checkpoint_path(path, prefer)
+    checkpoint = safe_torch_load(path)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         is_state_dict = isinstance(checkpoint, dict) and checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values())
         hint = (

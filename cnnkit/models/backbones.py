@@ -79,13 +79,13 @@ def load_state_dict_file(path: Path) -> dict:
     """Read a state_dict safely; refuse anything that is not one."""
     if not path.is_file():
         raise CheckpointError(f"weights file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"cannot read weights file {path}: {str(exc).splitlines()[0]}",
-            "the file must be a state_dict saved with torch.save; cnnkit never unpickles code",
-        ) from None
+    from cnnkit.engine.checkpoint import safe_torch_load
+
+    try:  # an empty, truncated, foreign or code-running file: one clean error, never a traceback
+        state = safe_torch_load(path)
+    except CheckpointError as exc:
+        raise CheckpointError(f"cannot read weights file {path}: {exc.message}",
+                              "the file must be a state_dict saved with torch.save; cnnkit never unpickles code") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
