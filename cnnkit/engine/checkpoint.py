@@ -112,16 +112,24 @@ def build_model(name: str, kwargs: dict):
     return get_model(name, **kwargs)
 
 
+def load_model_weights(model, checkpoint: dict) -> None:
+    """Load the checkpoint's weights into `model`; weights of another architecture are a CheckpointError."""
+    section = checkpoint["model"]
+    try:
+        model.load_state_dict(section["state_dict"])
+    except RuntimeError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise CheckpointError(
+            f"the weights in {checkpoint.get('path', 'the checkpoint')} do not fit model '{section['name']}': {lines[1] if len(lines) > 1 else lines[0]}",
+            "the checkpoint's weights belong to another model; pass the checkpoint its run wrote",
+        ) from None
+
+
 def model_from_checkpoint(checkpoint: dict):
     """The trained model, in eval mode, on the CPU."""
     section = checkpoint["model"]
     model = build_model(section["name"], section["kwargs"])
-    try:
-        model.load_state_dict(section["state_dict"])
-    except RuntimeError as exc:
-        raise CheckpointError(
-            f"the weights in {checkpoint.get('path', 'the checkpoint')} do not fit model '{section['name']}': {str(exc).splitlines()[1] if len(str(exc).splitlines()) > 1 else exc}"
-        ) from None
+    load_model_weights(model, checkpoint)
     return model.eval()
 
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from cnnkit.engine import distributed
-from cnnkit.engine.checkpoint import build_checkpoint, save_checkpoint
+from cnnkit.engine.checkpoint import build_checkpoint, load_model_weights, save_checkpoint
 from cnnkit.engine.config import TrainConfig
 from cnnkit.engine.distributed import World
 from cnnkit.engine.evaluation import run_evaluation
@@ -120,7 +120,7 @@ class Trainer:
 
     def resume_from(self, checkpoint: dict) -> None:
         train = checkpoint["train"]
-        self.model.load_state_dict(checkpoint["model"]["state_dict"])
+        load_model_weights(self.model, checkpoint)  # weights of another model: a clean error, not a traceback
         self.state = LoopState.from_checkpoint(train)
         if not self.world.main:  # the saved partial sums are already the whole world's, held by rank 0
             self.state.partial = {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": self.state.partial["seconds"]}
