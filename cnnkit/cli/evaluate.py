@@ -1,0 +1,115 @@
+"""cnnkit evaluate: accuracy, loss, top-k, per-class metrics and the confusion matrix of a checkpoint."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cnnkit.cli.app import app
+from cnnkit.cli.common import DeviceOption, JsonOption, QuietOption, handle_errors, print_json, stdout_console
+
+# Beyond this many classes the confusion table is too wide for a terminal; JSON and the PNG still have it.
+MAX_TABLE_CLASSES = 20
+
+
+class SplitName(str, Enum):
+    test = "test"
+    val = "val"
+    train = "train"
+
+
+@app.command(
+    epilog="Examples:  cnnkit evaluate checkpoints/lenet-mnist-sample  |  "
+    "cnnkit evaluate run/best.pt --split val --json  |  "
+    "cnnkit evaluate run --confusion confusion.png --misclassified mistakes/",
+)
+@handle_errors
+def evaluate(
+    checkpoint: Annotated[str, typer.Argument(help="A checkpoint file, or a run directory (its best.pt).", show_default=False)],
+    dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Dataset to evaluate on; default: the one the checkpoint was trained on.")] = None,
+    split: Annotated[Optional[SplitName], typer.Option("--split", help="test, val (training's validation split) or train; default: test if the dataset has one, else val.")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Also report top-k accuracy for this k.")] = 5,
+    confusion: Annotated[Optional[Path], typer.Option("--confusion", help="Write the confusion matrix as a PNG with class names.")] = None,
+    misclassified: Annotated[Optional[Path], typer.Option("--misclassified", help="Write DIR/misclassified.png: a gallery of the most confident mistakes.")] = None,
+    worst: Annotated[int, typer.Option("--worst", min=1, help="How many mistakes the gallery (and JSON) shows.")] = 25,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Evaluation batch size; default: the one training validated with.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", envvar="CNNKIT_DATA", help="Root for catalog datasets; default: the one used in training.")] = None,
+    device: DeviceOption = "auto",
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Evaluate a trained checkpoint: accuracy, loss, top-k, per-class precision/recall/F1, confusion matrix."""
+    from cnnkit.engine.evaluate_checkpoint import evaluate_checkpoint, evaluation_document, worst_mistakes
+    from cnnkit.engine.progress import Reporter
+
+    reporter = Reporter(quiet=quiet or json_output)
+    evaluation = evaluate_checkpoint(
+        checkpoint, dataset=dataset, split=split.value if split else None, data_dir=data_dir,
+        top_k=top_k, batch_size=batch_size, device=device, reporter=reporter,
+    )
+    mistakes = worst_mistakes(evaluation, worst)
+    document = evaluation_document(evaluation, mistakes)
+    if confusion is not None:
+        from cnnkit.viz.confusion import plot_confusion
+
+        title = f"{document['model']} on {Path(document['dataset']).name} ({document['split']}): {document['accuracy']:.2%}"
+        document["confusion_png"] = str(plot_confusion(evaluation.result.confusion, evaluation.classes, confusion, title))
+    if misclassified is not None:
+        from cnnkit.viz.gallery import plot_gallery
+
+        items = [{"image": m["image"], "caption": f"true: {m['true']}\npred: {m['predicted']} ({m['probability']:.0%})"} for m in mistakes]
+        target = Path(misclassified) / "misclassified.png"
+        document["misclassified_png"] = str(plot_gallery(items, target, f"{len(items)} most confident mistakes"))
+    if json_output:
+        print_json(document)
+        return
+    _print_report(document)
+    for key, what in (("confusion_png", "confusion matrix"), ("misclassified_png", "mistakes gallery")):
+        if key in document:
+            reporter.note(f"wrote {what} to {document[key]}")
+
+
+def _print_report(doc: dict) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = stdout_console()
+    summary = Table(title=escape(f"{doc['model']} on {doc['dataset']} ({doc['split']} split)"), show_header=False)
+    for key, value in (
+        ("checkpoint", doc["checkpoint"]),
+        ("images", f"{doc['count']:,}"),
+        ("accuracy", f"{doc['accuracy']:.2%}"),
+        (f"top-{doc['top_k']} accuracy", f"{doc['top_k_accuracy']:.2%}"),
+        ("loss", f"{doc['loss']:.4f}"),
+    ):
+        summary.add_row(key, escape(value))
+    if doc["skipped"]:
+        summary.add_row("skipped images", str(len(doc["skipped"])))
+    console.print(summary)
+
+    per_class = Table(title="per class")
+    for column in ("class", "precision", "recall", "f1", "support"):
+        per_class.add_column(column, justify="left" if column == "class" else "right")
+    for row in doc["per_class"]:
+        per_class.add_row(escape(row["class"]), f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]))
+    per_class.add_section()
+    for label, key in (("macro avg", "macro_avg"), ("weighted avg", "weighted_avg")):
+        avg = doc[key]
+        per_class.add_row(label, f"{avg['precision']:.3f}", f"{avg['recall']:.3f}", f"{avg['f1']:.3f}", str(avg["support"]))
+    console.print(per_class)
+
+    classes = doc["classes"]
+    if len(classes) > MAX_TABLE_CLASSES:
+        console.print(f"confusion matrix: {len(classes)} classes, too many for a table; use --confusion PNG or --json")
+        return
+    matrix = Table(title="confusion matrix (rows: true, columns: predicted)")
+    matrix.add_column("true \\ pred")
+    for name in classes:
+        matrix.add_column(escape(name), justify="right")
+    for i, (name, counts) in enumerate(zip(classes, doc["confusion"])):
+        cells = [f"[bold green]{c}[/]" if j == i else (str(c) if c else "[dim]0[/]") for j, c in enumerate(counts)]
+        matrix.add_row(escape(name), *cells)
+    console.print(matrix)

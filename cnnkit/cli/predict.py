@@ -1,0 +1,107 @@
+"""cnnkit predict: top-k classes for image files, folders and glob patterns."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from cnnkit.cli.app import app
+from cnnkit.cli.common import DeviceOption, JsonOption, handle_errors, print_json, stdout_console
+
+CSV_COLUMNS = ("path", "rank", "label", "index", "probability", "error")
+
+
+@app.command(
+    epilog="Examples:  cnnkit predict digit.png --model checkpoints/cnn-mnist-sample  |  "
+    "cnnkit predict photos/ 'more/**/*.jpg' --model run/best.pt --top-k 3 --csv > predictions.csv  |  "
+    "cnnkit predict cat.jpg --model mobilenet_v2 --json",
+)
+@handle_errors
+def predict(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, directories (searched recursively) and glob patterns.", show_default=False)],
+    model: Annotated[str, typer.Option("--model", "-m", help="A checkpoint, a run directory, or a pretrained name (mobilenet_v2, resnet18, vgg16, alexnet).", show_default=False)],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many classes to list per image.")] = 5,
+    csv_output: Annotated[bool, typer.Option("--csv", help="Print CSV: one row per image and rank.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 64,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Threads decoding images; default: the usable cores.")] = None,
+    device: DeviceOption = "auto",
+    json_output: JsonOption = False,
+) -> None:
+    """Predict the top-k classes of images with a trained checkpoint or an ImageNet model."""
+    from cnnkit.errors import CnnkitError, UsageError
+
+    if json_output and csv_output:
+        raise UsageError("--json and --csv are alternatives; pass one of them")
+    from cnnkit.engine.device import resolve_device
+    from cnnkit.engine.predict import collect_inputs, open_classifier, predict_files
+
+    paths = collect_inputs(inputs)
+    classifier = open_classifier(model, resolve_device(device))
+
+    def warn(failed) -> None:
+        print(f"warning: cannot read image {failed.path}: {failed.error}", file=sys.stderr, flush=True)
+
+    predictions = predict_files(classifier, paths, top_k=top_k, batch_size=batch_size, workers=workers, on_error=warn)
+    try:
+        records = _write(predictions, classifier.classes, top_k, json_output, csv_output)
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+    failed = sum("error" in r for r in records)
+    if failed:
+        raise CnnkitError(f"{failed} of {len(records)} inputs could not be read (see the warnings above)")
+
+
+def _quiet_broken_pipe():
+    # The reader (say `| head`) has had enough; stop without a second error about stdout.
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    raise typer.Exit(1)
+
+
+def _write(predictions, classes: list[str], top_k: int, json_output: bool, csv_output: bool) -> list[dict]:
+    from cnnkit.engine.predict import prediction_record
+
+    records = []
+    if csv_output:
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+    for prediction in predictions:
+        record = prediction_record(prediction, classes)
+        records.append(record)
+        if csv_output:  # streamed, so a pipe sees rows while a large folder is still running
+            writer.writerows(_csv_rows(record))
+    if json_output:
+        print_json(records)
+    elif not csv_output:
+        _print_table(records, min(top_k, len(classes)))
+    sys.stdout.flush()
+    return records
+
+
+def _csv_rows(record: dict) -> list[tuple]:
+    if "error" in record:
+        return [(record["path"], "", "", "", "", record["error"])]
+    return [(record["path"], rank, p["label"], p["index"], f"{p['probability']:.6f}", "")
+            for rank, p in enumerate(record["predictions"], 1)]
+
+
+def _print_table(records: list[dict], k: int) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table()
+    table.add_column("path", overflow="fold")
+    for rank in range(1, k + 1):
+        table.add_column(f"top-{rank}")
+    for record in records:
+        if "error" in record:
+            table.add_row(Text(record["path"]), Text(f"error: {record['error']}", style="red"), *[""] * (k - 1))
+        else:
+            cells = [Text(f"{p['label']} ({p['probability']:.2%})") for p in record["predictions"]]
+            table.add_row(Text(record["path"]), *cells)
+    stdout_console().print(table)

@@ -1,0 +1,207 @@
+"""Evaluate a checkpoint on a dataset split, rebuilding exactly what training validated on.
+
+Everything comes from the checkpoint: the model, its preprocessing, the
+dataset spec, the validation split (fraction and seed) and the evaluation
+batch size. So `--split val` reproduces the val_acc in the run's metrics.csv.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from cnnkit.data.dataset import Dataset, FileSplit, Split, train_val_splits
+from cnnkit.engine.evaluation import EvalResult
+from cnnkit.errors import DataError
+
+SPLITS = ("test", "val", "train")
+MAX_LISTED_CLASSES = 20
+
+
+@dataclass
+class Evaluation:
+    checkpoint: dict
+    dataset: Dataset
+    split_name: str
+    split: Split
+    result: EvalResult
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.checkpoint["data"]["classes"])
+
+
+def default_split(dataset: Dataset) -> str:
+    """The dataset's own test split when it has one, else training's held-out validation part."""
+    return "test" if "test" in dataset.splits else "val"
+
+
+def pick_split(dataset: Dataset, name: str, val_split: float | None, seed: int) -> Split:
+    if name not in SPLITS:
+        from cnnkit.errors import UsageError
+
+        raise UsageError(f"unknown split '{name}'", f"use one of {', '.join(SPLITS)}")
+    if name == "test":
+        return dataset.split("test")
+    train, val, _ = train_val_splits(dataset, val_split, seed)
+    return val if name == "val" else train
+
+
+def _listing(classes: list[str]) -> str:
+    # No square brackets: the error line is printed with rich markup.
+    shown = ", ".join(classes[:MAX_LISTED_CLASSES])
+    return f"({shown}{', ...' if len(classes) > MAX_LISTED_CLASSES else ''}; {len(classes)} classes)"
+
+
+def check_classes(dataset: Dataset, checkpoint_classes: list[str]) -> None:
+    if list(dataset.classes) != list(checkpoint_classes):
+        raise DataError(
+            f"dataset '{dataset.spec}' has classes {_listing(list(dataset.classes))} "
+            f"but the checkpoint was trained on {_listing(list(checkpoint_classes))}",
+            "evaluate on a dataset with the same class names in the same order",
+        )
+
+
+def _load_evaluation_dataset(data: dict, spec: str | None, data_dir: str | Path | None, workers, progress_factory):
+    from cnnkit.data.resolve import load_dataset
+
+    own = spec is None
+    spec = data["spec"] if own else spec
+    if own and data.get("kind") in ("folder", "idx") and not Path(spec).is_dir():
+        raise DataError(
+            f"the dataset this checkpoint was trained on is no longer at {spec}",
+            "pass the dataset with --dataset",
+        )
+    # The same arguments training decoded with: mixed-size folders go to the same size,
+    # and grey stays grey, so a folder's decode cache is shared with training.
+    return load_dataset(
+        spec, data_dir if data_dir is not None else data.get("data_dir", "data"),
+        image_size=int(data["size"][0]), channels=int(data["channels"]), resize_to=data.get("resize_to"),
+        workers=workers, progress_factory=progress_factory,
+    )
+
+
+def evaluate_checkpoint(
+    target: str | Path,
+    *,
+    dataset: str | None = None,
+    split: str | None = None,
+    data_dir: str | Path | None = None,
+    top_k: int = 5,
+    batch_size: int | None = None,
+    device: str = "auto",
+    workers: int | None = None,
+    keep_predictions: bool = True,
+    reporter=None,
+) -> Evaluation:
+    """Load a checkpoint (a run directory means its best.pt) and evaluate it on one split."""
+    from cnnkit.data.batches import make_batches
+    from cnnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint, transform_from_checkpoint
+    from cnnkit.engine.device import resolve_device
+    from cnnkit.engine.evaluation import run_evaluation
+    from cnnkit.engine.progress import Reporter, task_progress
+    from cnnkit.errors import UsageError
+
+    reporter = reporter or Reporter(quiet=True)
+    if top_k < 1:
+        raise UsageError("--top-k must be at least 1")
+    if batch_size is not None and batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    checkpoint = load_checkpoint(target)
+    data = checkpoint["data"]
+    torch_device = resolve_device(device)
+    loaded = _load_evaluation_dataset(data, dataset, data_dir, workers, task_progress(reporter.quiet))
+    for note in loaded.notes:
+        reporter.note(f"note: {note}")
+    for path, reason in loaded.skipped:
+        reporter.warn(f"skipped unreadable image {path}: {reason}")
+    check_classes(loaded, data["classes"])
+    split_name = split or default_split(loaded)
+    chosen = pick_split(loaded, split_name, data.get("val_split"), int(data.get("seed", 0)))
+
+    model = model_from_checkpoint(checkpoint).to(torch_device)
+    transform = transform_from_checkpoint(checkpoint, torch_device)
+    batches = make_batches(
+        chosen, channels=loaded.channels, size=loaded.size, device=torch_device, shuffle=False,
+        batch_size=batch_size or int(data.get("eval_batch_size", 128)), seed=int(data.get("seed", 0)),
+        workers=workers if workers is not None else 2,
+    )
+    config = checkpoint.get("train", {}).get("config", {})
+    amp = config.get("amp") if config.get("amp") is not None else torch_device.type == "cuda"
+    result = run_evaluation(model, batches, transform, len(data["classes"]), device=torch_device,
+                            amp=bool(amp), k=top_k, keep_predictions=keep_predictions)
+    skipped = list(getattr(batches, "skipped", []))
+    for path, reason in skipped:
+        reporter.warn(f"skipped unreadable image {path}: {reason}")
+    if result.count == 0:
+        raise DataError(f"the {split_name} split of '{loaded.spec}' has no readable images")
+    return Evaluation(checkpoint, loaded, split_name, chosen, result, skipped)
+
+
+def worst_mistakes(evaluation: Evaluation, count: int) -> list[dict]:
+    """The wrong predictions made with the highest confidence, most confident first.
+
+    Each has the image as stored in the split (uint8 C,H,W), its index, and its
+    path for folder datasets.
+    """
+    result = evaluation.result
+    if result.predictions is None or count <= 0:
+        return []
+    wrong = (result.predictions != result.labels).nonzero().flatten()
+    order = wrong[result.probabilities[wrong].argsort(descending=True, stable=True)][:count]
+    split = evaluation.split
+    files = None
+    if isinstance(split, FileSplit):
+        # Streamed batches drop unreadable files, so positions count only the readable ones.
+        skipped = {path for path, _ in evaluation.skipped}
+        files = [f for f in split.files if str(f) not in skipped]
+    classes = evaluation.classes
+    mistakes = []
+    for position in order.tolist():
+        entry = {
+            "index": position,
+            "true": classes[int(result.labels[position])],
+            "predicted": classes[int(result.predictions[position])],
+            "probability": float(result.probabilities[position]),
+            "true_probability": float(result.true_probabilities[position]),
+        }
+        if files is not None:
+            from cnnkit.data.images import load_image
+
+            entry["path"] = str(files[position])
+            entry["image"] = load_image(files[position], evaluation.dataset.channels, evaluation.dataset.size, split.resize_to)
+        else:
+            entry["image"] = split.images[position]
+        mistakes.append(entry)
+    return mistakes
+
+
+def evaluation_document(evaluation: Evaluation, mistakes: list[dict] | None = None) -> dict:
+    """Everything evaluate reports, as plain JSON-ready values."""
+    from cnnkit.engine.report import class_report
+
+    result = evaluation.result
+    checkpoint = evaluation.checkpoint
+    train = checkpoint.get("train", {})
+    document = {
+        "checkpoint": checkpoint["path"],
+        "model": checkpoint["model"]["name"],
+        "epoch": train.get("epoch"),
+        "dataset": evaluation.dataset.spec,
+        "split": evaluation.split_name,
+        "count": result.count,
+        "accuracy": result.accuracy,
+        "loss": result.loss,
+        "top_k": result.k,
+        "top_k_accuracy": result.topk_accuracy,
+        "classes": evaluation.classes,
+        **class_report(result.confusion, evaluation.classes),
+        "confusion": result.confusion.tolist(),
+        "skipped": [{"path": path, "reason": reason} for path, reason in evaluation.skipped],
+    }
+    if mistakes is not None:
+        document["worst_mistakes"] = [{k: v for k, v in m.items() if k != "image"} for m in mistakes]
+    return document
