@@ -41,6 +41,8 @@ def _describe_os_error(exc: OSError) -> tuple[str, str | None]:
         return f"the disk is full{where}", "free some space; the previous files were left as they were"
     if exc.errno in (errno.EACCES, errno.EPERM):
         return f"permission denied{where}", "check the file's permissions, or choose another path"
+    if exc.errno in (errno.EISDIR, errno.ENOTDIR):
+        return f"{exc.strerror}{where}", "choose another path, or move what is in the way"
     if exc.errno == errno.EROFS:
         return f"read-only file system{where}", "choose a writable directory with --out or --data-dir"
     return f"{exc.strerror or exc}{where}", None
