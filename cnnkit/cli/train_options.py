@@ -31,8 +31,8 @@ class InitName(str, Enum):
 
 
 def _positive(value: Optional[float]) -> Optional[float]:
-    if value is not None and value <= 0:
-        raise typer.BadParameter(f"{value} is not a positive number")
+    if value is not None and not 0 < value < float("inf"):  # nan and inf too: they train to nan
+        raise typer.BadParameter(f"{value} is not a positive finite number")
     return value
 
 

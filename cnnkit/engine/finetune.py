@@ -91,7 +91,7 @@ def validate_finetune(cfg: TrainConfig) -> None:
         (cfg.head_epochs >= 0, "--head-epochs must not be negative"),
         (cfg.unfreeze_epochs >= 0, "--unfreeze-epochs must not be negative"),
         (cfg.head_epochs + cfg.unfreeze_epochs >= 1, "nothing to train: --head-epochs and --unfreeze-epochs are both 0"),
-        (cfg.unfreeze_lr is None or cfg.unfreeze_lr > 0, "--unfreeze-lr must be positive"),
+        (cfg.unfreeze_lr is None or 0 < cfg.unfreeze_lr < float("inf"), "--unfreeze-lr must be a positive finite number"),
         (cfg.mode != "features" or cfg.unfreeze_epochs == 0,
          "--mode features trains only the head on cached features; --unfreeze-epochs needs --mode finetune"),
         (cfg.mode != "features" or cfg.head_epochs >= 1, "--mode features needs --head-epochs of at least 1"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 import torch
@@ -34,7 +36,8 @@ def validate_config(cfg: TrainConfig) -> None:
     checks = [
         (cfg.epochs >= 1 or cfg.mode != "train", "--epochs must be at least 1"),
         (cfg.batch_size >= 1, "--batch-size must be at least 1"),
-        (cfg.lr > 0, "--lr must be positive"),
+        (0 < cfg.lr < math.inf, "--lr must be a positive finite number"),  # inf or nan trains to nan silently
+        (math.isfinite(cfg.momentum) and math.isfinite(cfg.weight_decay), "--momentum and --weight-decay must be finite"),
         (cfg.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
         (cfg.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
         (cfg.init in INIT_SCHEMES, f"--init must be one of {', '.join(INIT_SCHEMES)}"),
