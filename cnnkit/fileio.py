@@ -23,7 +23,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
                 raise NotADirectoryError(errno.ENOTDIR, "a file is in the way of the directory", str(parent))
             break
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # read-only, full, no permission: name the file asked for, not the temporary one
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
