@@ -16,7 +16,8 @@ import time
 import torch
 
 from common import seed_style_evaluate, seed_style_train, synthetic_idx_dir
-from harness import Context, PeakMemory, Row, cnnkit_train, compile_verdict, interleaved, median, mib, rate_text, ratio_text
+from harness import (Context, PeakMemory, Row, cnnkit_train, compile_verdict, compiled_run, interleaved, median, mib,
+                     rate_text, ratio_text, train_seconds)
 
 from cnnkit.data.batches import make_batches
 from cnnkit.data.dataset import TensorSplit
@@ -59,9 +60,10 @@ def case(ctx: Context) -> list[Row]:
                                                     std=IMAGENET_STD, device=device)
             return {"train": train_rate, "infer": infer_rate, "peak": memory.peak}
 
-        def ours(compile: bool = False) -> dict:
-            config = TrainConfig(model=name, dataset=str(data), epochs=epochs, batch_size=batch, out=str(ctx.tmp / "runs"),
-                                 device=str(device), compile=compile)
+        config = TrainConfig(model=name, dataset=str(data), epochs=epochs, batch_size=batch, out=str(ctx.tmp / "runs"),
+                             device=str(device))
+
+        def ours() -> dict:
             run = cnnkit_train(config, device)
             setup = run.trainer.s
             batches = make_batches(eval_split, channels=3, size=(224, 224), batch_size=eval_batch, device=device, shuffle=False)
@@ -72,7 +74,7 @@ def case(ctx: Context) -> list[Row]:
                                             amp=setup.amp, k=1)
                     infer_rate = result.count / (time.perf_counter() - started)
             return {"train": run.rate, "infer": infer_rate, "peak": max(run.peak, memory.peak),
-                    "train_s": run.history[-1]["seconds"], "amp": setup.amp,
+                    "train_s": train_seconds(run), "amp": setup.amp,
                     "channels_last": getattr(setup.transform, "channels_last", False)}
 
         results = interleaved({"seed": seed, "cnnkit": ours}, rounds)
@@ -86,5 +88,6 @@ def case(ctx: Context) -> list[Row]:
                               f"{'on' if last['channels_last'] else 'off'}; seed fp32"
                               + ("; cnnkit's rate is its second epoch (the first warms cuDNN up)" if epochs > 1 else ""))
         if ctx.compile:
-            rows[-2].compiled = compile_verdict(median(results["cnnkit"], "train_s"), lambda: ours(compile=True)["train_s"])
+            rows[-2].compiled = compile_verdict(median(results["cnnkit"], "train_s"), lambda: compiled_run(config, device),
+                                                median(results["cnnkit"], "train"))
     return rows

@@ -13,7 +13,8 @@ from typing import Callable
 import torch
 
 from common import seed_style_train, synthetic_idx_dir, tensor_resident_train
-from harness import Context, PeakMemory, Row, cnnkit_train, compile_verdict, interleaved, median, mib, rate_text, ratio_text
+from harness import (Context, PeakMemory, Row, cnnkit_train, compile_verdict, compiled_run, interleaved, median, mib,
+                     rate_text, ratio_text, train_seconds)
 
 from cnnkit.data.idx import read_idx
 from cnnkit.engine.config import TrainConfig
@@ -58,12 +59,14 @@ def case(ctx: Context) -> list[Row]:
         return measured(lambda model: tensor_resident_train(model, images_t, labels_t, batch_size=batch_size, device=device,
                                                             mean=MEAN, std=STD))
 
-    def ours(batch_size: int, compile: bool = False):
+    def config(batch_size: int) -> TrainConfig:
+        return TrainConfig(model="lenet", dataset=str(data), epochs=1, batch_size=batch_size, optimizer="sgd",
+                           lr=0.001, schedule="none", out=str(ctx.tmp / "runs"), device=str(device))
+
+    def ours(batch_size: int):
         def run() -> dict:
-            config = TrainConfig(model="lenet", dataset=str(data), epochs=1, batch_size=batch_size, optimizer="sgd",
-                                 lr=0.001, schedule="none", out=str(ctx.tmp / "runs"), device=str(device), compile=compile)
-            result = cnnkit_train(config, device)
-            return {"rate": result.rate, "peak": result.peak, "train_s": result.history[-1]["seconds"]}
+            result = cnnkit_train(config(batch_size), device)
+            return {"rate": result.rate, "peak": result.peak, "train_s": train_seconds(result)}
         return run
 
     default = TrainConfig().batch_size
@@ -86,7 +89,8 @@ def case(ctx: Context) -> list[Row]:
         row.notes.append(f"batch {bs}: a bare tensor-resident loop (no metrics, no reporting) does {rate_text(bare_rate)}; "
                          f"cnnkit reaches {fig(f'cnnkit-{bs}') / bare_rate:.0%} of it")
         if ctx.compile:
-            row.compiled = compile_verdict(fig(f"cnnkit-{bs}", "train_s"), lambda bs=bs: ours(bs, compile=True)()["train_s"])
+            row.compiled = compile_verdict(fig(f"cnnkit-{bs}", "train_s"), lambda bs=bs: compiled_run(config(bs), device),
+                                           fig(f"cnnkit-{bs}"))
         rows.append(row)
         if bs == default:
             rows.append(Row(f"1. LeNet, CIFAR-10-shaped: both at batch {bs}", rate_text(fig("seed-default")),

@@ -12,7 +12,7 @@ import resource
 import statistics
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -179,6 +179,17 @@ def cnnkit_train(config: TrainConfig, device: torch.device, on_epoch: Callable |
     return CnnkitRun(summary, list(trainer.state.history), trainer, time.perf_counter() - started, memory.peak)
 
 
+def train_seconds(run: CnnkitRun) -> float:
+    return sum(row["seconds"] for row in run.history)
+
+
+def compiled_run(config: TrainConfig, device: torch.device) -> dict:
+    """The same run with --compile and one more epoch: the time its first epochs took (compile included),
+    to set against the plain run's, and its images/s in the extra epoch, once compiled."""
+    run = cnnkit_train(replace(config, compile=True, epochs=config.epochs + 1), device)
+    return {"seconds": sum(row["seconds"] for row in run.history[: config.epochs]), "steady": run.rate}
+
+
 # ---- rounds and rows ----------------------------------------------------------------
 def interleaved(contenders: dict[str, Callable[[], dict]], rounds: int) -> dict[str, list[dict]]:
     """Run every contender once per round, in turn; each returns a dict of figures."""
@@ -208,11 +219,23 @@ def pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2%}"
 
 
-def compile_verdict(plain_wall: float, compiled: Callable[[], float]) -> str:
-    """Run `compiled()` (wall seconds for the same work, compile time included) and say whether it paid off."""
+def compile_verdict(plain_seconds: float, compiled: Callable[[], dict], plain_rate: float | None = None) -> str:
+    """Does torch.compile pay for itself on this case, compile time included?
+
+    `compiled()` does the same work with --compile and returns {"seconds": ...} (compile time included)
+    and, where it ran a second epoch, {"steady": images/s once compiled}, to say when it would break even.
+    """
     try:
-        wall = compiled()
+        result = compiled()
     except Exception as exc:  # no compiler toolchain, an unsupported backend, ...
-        return f"n/a ({type(exc).__name__}: {str(exc).splitlines()[0][:60] if str(exc) else ''})"
-    verdict = "pays" if wall < plain_wall else "does not pay"
-    return f"{wall:.1f}s vs {plain_wall:.1f}s: {verdict}"
+        first = str(exc).splitlines()[0][:60] if str(exc) else ""
+        return f"n/a ({type(exc).__name__}: {first})"
+    seconds, steady = result["seconds"], result.get("steady")
+    text = f"{seconds:.2f}s vs {plain_seconds:.2f}s: {'pays' if seconds < plain_seconds else 'does not pay'}"
+    if steady and plain_rate:
+        text += f"; then {steady:,.0f} vs {plain_rate:,.0f} img/s"
+        if steady > plain_rate and seconds > plain_seconds:
+            # Images after which the compiled run has made up its compile time.
+            extra = seconds - plain_seconds
+            text += f", even after ~{extra / (1 / plain_rate - 1 / steady):,.0f} more images"
+    return text
