@@ -64,3 +64,36 @@ def atomic_save(path: str | os.PathLike, writer: Callable[[Path], None]) -> None
     """Run `writer(tmp_path)` (e.g. torch.save) and move the result into place."""
     with atomic_path(path) as tmp:
         writer(tmp)
+
+
+def atomic_torch_save(path: str | os.PathLike, obj) -> None:
+    """torch.save through atomic_save, with a full disk reported as OSError(ENOSPC).
+
+    torch's zip writer turns a failed write into a RuntimeError ("unexpected pos
+    ... vs ..."), which would read as a bug; callers expect the OSError a
+    plain file write gives.
+    """
+    import torch
+
+    def writer(tmp: Path) -> None:
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as exc:
+            raise _write_failure(Path(path), exc) from None
+
+    atomic_save(path, writer)
+
+
+def _write_failure(path: Path, exc: RuntimeError) -> Exception:
+    import shutil
+
+    target = str(path)
+    try:
+        full = shutil.disk_usage(path.parent).free < (1 << 20)
+    except OSError:
+        full = False
+    if full:
+        return OSError(errno.ENOSPC, "No space left on device", target)
+    if "unexpected pos" in str(exc) or "write" in str(exc).lower():
+        return OSError(errno.EIO, f"writing failed ({str(exc).splitlines()[0][:120]})", target)
+    return exc

@@ -138,11 +138,11 @@ def load_folder_split(
 
 
 def _write_cache(cache: Path, split: TensorSplit, skipped: list) -> None:
-    from cnnkit.fileio import atomic_save
+    from cnnkit.fileio import atomic_torch_save
 
     try:
         payload = {"images": split.images, "labels": split.labels, "skipped": [list(s) for s in skipped]}
-        atomic_save(cache, lambda tmp: torch.save(payload, tmp))
+        atomic_torch_save(cache, payload)
     except OSError:
         pass  # a read-only dataset still trains; it just decodes again next time
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from cnnkit.errors import CheckpointError
-from cnnkit.fileio import atomic_save
+from cnnkit.fileio import atomic_torch_save
 
 FORMAT = "cnnkit.checkpoint"
 VERSION = 1
@@ -31,7 +31,7 @@ def build_checkpoint(model_section: dict, data_section: dict, train_section: dic
 def save_checkpoint(path: str | Path, checkpoint: dict) -> Path:
     """Write to a temporary file beside `path`, fsync, rename: the old file survives any crash."""
     path = Path(path)
-    atomic_save(path, lambda tmp: torch.save(checkpoint, tmp))
+    atomic_torch_save(path, checkpoint)
     return path
 
 

@@ -109,11 +109,11 @@ def load_cached_features(path: Path) -> tuple[TensorSplit, TensorSplit] | None:
 
 
 def save_cached_features(path: Path, train: TensorSplit, val: TensorSplit) -> bool:
-    from cnnkit.fileio import atomic_save
+    from cnnkit.fileio import atomic_torch_save
 
     payload = {"train": train.images, "train_labels": train.labels, "val": val.images, "val_labels": val.labels}
     try:
-        atomic_save(path, lambda tmp: torch.save(payload, tmp))
+        atomic_torch_save(path, payload)
         return True
     except OSError:
         return False  # a read-only data folder still trains; it extracts again next time
