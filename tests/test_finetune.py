@@ -207,6 +207,13 @@ def test_features_mode_caches_features_and_writes_a_full_checkpoint(tiny_pets, m
         head_logits = head(cached["val"])
     torch.testing.assert_close(full_logits, head_logits, rtol=1e-4, atol=1e-4)
 
+    # `cnnkit evaluate` rebuilds model and preprocessing from the checkpoint and agrees with training's validation.
+    code, stdout, stderr = cli("evaluate", run / "last.pt", "--json")
+    assert code == 0, stderr
+    report = json.loads(stdout)
+    assert report["accuracy"] == summary["val_acc"]
+    assert report["loss"] == pytest.approx(summary["val_loss"], abs=1e-4)
+
     # A second run reuses the cached features; --no-cache computes them again.
     code, stdout, stderr = cli(*args)
     assert code == 0 and f"features: reusing {cache}" in stderr
@@ -256,3 +263,4 @@ def test_bad_options_fail_with_one_error_line(args, code, message, tiny_pets, re
     exit_code, _, stderr = cli("finetune", *args, "--dataset", tiny_pets, "--weights", resnet_weights)
     assert exit_code == code and one_error_line(stderr), stderr
     assert message in stderr
+

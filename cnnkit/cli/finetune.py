@@ -81,7 +81,7 @@ def finetune(
             seed=seed, device=device,
             # --no-cache is a zero memory budget: stream and decode every epoch, keep no features.
             memory_budget=memory_budget if cache else "0",
-            mode=mode.value, weights=str(weights) if weights else None,
+            mode=mode.value, weights=str(weights.expanduser().resolve()) if weights else None,
             unfreeze_epochs=unfreeze_epochs, unfreeze_lr=unfreeze_lr,
         )
         summary = start_finetune(resolve_finetune_config(config, epochs=epochs, head_epochs=head_epochs), reporter)
