@@ -17,7 +17,7 @@ import torch
 
 from common import seed_style_evaluate, seed_style_train, synthetic_idx_dir
 from harness import (Context, PeakMemory, Row, cnnkit_train, compile_verdict, compiled_run, interleaved, median, mib,
-                     rate_text, ratio_text, train_seconds)
+                     rate_text, ratio_text, target_note, train_seconds)
 
 from cnnkit.data.batches import make_batches
 from cnnkit.data.dataset import TensorSplit
@@ -87,6 +87,9 @@ def case(ctx: Context) -> list[Row]:
         rows[-2].notes.append(f"{n} images; cnnkit amp (bf16) {'on' if last['amp'] else 'off'}, channels_last "
                               f"{'on' if last['channels_last'] else 'off'}; seed fp32"
                               + ("; cnnkit's rate is its second epoch (the first warms cuDNN up)" if epochs > 1 else ""))
+        if device.type == "cuda" and name == "resnet18":
+            rows[-2].notes.append(target_note(median(results["cnnkit"], "train"), 10000,
+                                              "ResNet18 training at least 10,000 img/s (bf16, channels_last)"))
         if ctx.compile:
             rows[-2].compiled = compile_verdict(median(results["cnnkit"], "train_s"), lambda: compiled_run(config, device),
                                                 median(results["cnnkit"], "train"))

@@ -14,13 +14,14 @@ import torch
 
 from common import seed_style_train, synthetic_idx_dir, tensor_resident_train
 from harness import (Context, PeakMemory, Row, cnnkit_train, compile_verdict, compiled_run, interleaved, median, mib,
-                     rate_text, ratio_text, train_seconds)
+                     rate_text, ratio_text, target_note, train_seconds)
 
 from cnnkit.data.idx import read_idx
 from cnnkit.engine.config import TrainConfig
 from cnnkit.models import get_model
 
 MEAN = STD = (0.5, 0.5, 0.5)
+CPU_TARGETS = {14: 1.5, TrainConfig().batch_size: 3.0}  # issue 7: cnnkit batch -> minimum ratio to the seed loop at 14
 
 
 def sizes(ctx: Context) -> tuple[int, list[int]]:
@@ -88,6 +89,13 @@ def case(ctx: Context) -> list[Row]:
         bare_rate = fig(f"bare-{bs}")
         row.notes.append(f"batch {bs}: a bare tensor-resident loop (no metrics, no reporting) does {rate_text(bare_rate)}; "
                          f"cnnkit reaches {fig(f'cnnkit-{bs}') / bare_rate:.0%} of it")
+        if ctx.device.type == "cuda":
+            row.notes.append(target_note(fig(f"cnnkit-{bs}") / fig("seed-14"), 100, f"batch {bs}: at least 100x the seed loop on a GPU"))
+            if bs == 4096:
+                row.notes.append(target_note(fig(f"cnnkit-{bs}") / bare_rate, 0.5, "within 2x of the tensor-resident loop at batch 4096"))
+        elif bs in CPU_TARGETS:
+            row.notes.append(target_note(fig(f"cnnkit-{bs}") / fig("seed-14"), CPU_TARGETS[bs],
+                                         f"batch {bs}: at least {CPU_TARGETS[bs]}x the seed loop on 2 CPU cores"))
         if ctx.compile:
             row.compiled = compile_verdict(fig(f"cnnkit-{bs}", "train_s"), lambda bs=bs: compiled_run(config(bs), device),
                                            fig(f"cnnkit-{bs}"))

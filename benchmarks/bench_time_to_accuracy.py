@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from common import SeedStyleDataset, seed_style_evaluate
-from harness import Context, PeakMemory, Row, StopTraining, cnnkit_train, compile_verdict, mib, pct
+from harness import Context, PeakMemory, Row, StopTraining, cnnkit_train, compile_verdict, mib, pct, target_note
 
 from cnnkit.data.catalog import load_mnist_sample
 from cnnkit.engine.config import TrainConfig
@@ -98,6 +98,8 @@ def case(ctx: Context) -> list[Row]:
                      f"({TrainConfig().optimizer}, {TrainConfig().schedule} over {TrainConfig().epochs} epochs, "
                      f"lr {TrainConfig().lr:g}, batch {TrainConfig().batch_size}); wall time including data loading and "
                      f"per-epoch validation on the 2,000 test images; {rounds} round(s)")
+    speedup = seed["seconds"] / ours["seconds"] if seed["seconds"] and ours["seconds"] else None
+    row.notes.append(target_note(speedup, 2, "at most half the seed recipe's time"))
     if ctx.compile and ours["seconds"]:
         row.compiled = compile_verdict(ours["seconds"], lambda: {"seconds": cnnkit_defaults(ctx, compile=True)["seconds"] or float("inf")})
     return [row]

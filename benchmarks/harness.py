@@ -215,6 +215,12 @@ def ratio_text(ours: float | None, theirs: float | None) -> str:
     return f"{ours / theirs:.1f}x"
 
 
+def target_note(value: float | None, goal: float, what: str) -> str:
+    """One line saying whether an issue-7 target was met: `value` must reach `goal`."""
+    verdict = "n/a" if value is None else ("met" if value >= goal else "MISSED")
+    return f"target: {what}: {verdict}"
+
+
 def pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2%}"
 
