@@ -152,7 +152,6 @@ class StopTraining(Exception):
 
 @dataclass
 class CnnkitRun:
-    summary: dict
     history: list[dict]
     trainer: Trainer
     wall_s: float
@@ -173,10 +172,10 @@ def cnnkit_train(config: TrainConfig, device: torch.device, on_epoch: Callable |
         trainer = Trainer(setup, reporter)
         reporter.trainer = trainer
         try:
-            summary = trainer.fit()
+            trainer.fit()
         except StopTraining:
-            summary = trainer._summary()
-    return CnnkitRun(summary, list(trainer.state.history), trainer, time.perf_counter() - started, memory.peak)
+            pass
+    return CnnkitRun(list(trainer.state.history), trainer, time.perf_counter() - started, memory.peak)
 
 
 def train_seconds(run: CnnkitRun) -> float:
