@@ -63,13 +63,12 @@ def resnet_weights(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def mobilenet_in_hub(tmp_path, monkeypatch) -> Path:
-    """Random MobileNetV2 weights where torchvision's cache keeps the real ones."""
+def resnet_in_hub(tmp_path, monkeypatch, resnet_weights) -> Path:
+    """The random ResNet18 weights where torchvision's cache keeps the real ones."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    path = weights_path(get_spec("mobilenet_v2"))
+    path = weights_path(get_spec("resnet18"))
     path.parent.mkdir(parents=True)
-    torch.manual_seed(2)
-    torch.save(torchvision.models.mobilenet_v2().state_dict(), path)
+    shutil.copy(resnet_weights, path)
     return path
 
 
@@ -169,29 +168,29 @@ def test_unfreeze_phase_is_interrupted_and_resumes_in_that_phase(tiny_pets, resn
 
 
 # ---- features mode -------------------------------------------------------------------
-def test_features_mode_caches_features_and_writes_a_full_checkpoint(tiny_pets, mobilenet_in_hub, tmp_path, cli):
-    args = ["finetune", "mobilenet", "--dataset", tiny_pets, "--mode", "features", "--head-epochs", "3",
+def test_features_mode_caches_features_and_writes_a_full_checkpoint(tiny_pets, resnet_in_hub, tmp_path, cli):
+    args = ["finetune", "resnet", "--dataset", tiny_pets, "--mode", "features", "--head-epochs", "2",
             "--lr", "0.01", "--out", tmp_path / "runs"]
     code, stdout, stderr = cli(*args, "--json")
     assert code == 0, stderr
     [cache] = list((tiny_pets / ".cnnkit-cache").glob("features-*.pt"))
     summary = json.loads(stdout)
-    assert summary["mode"] == "features" and summary["epochs"] == 3
+    assert summary["mode"] == "features" and summary["epochs"] == 2
     assert [p["name"] for p in summary["phases"]] == ["features"]
     run = Path(summary["run_dir"])
-    assert metrics_phases(run) == ["features"] * 3
+    assert metrics_phases(run) == ["features"] * 2
 
     # Loads like any checkpoint: model and preprocessing from the file alone.
     checkpoint = load_checkpoint(run, prefer="last")
     model = model_from_checkpoint(checkpoint)
-    head = model.get_submodule("classifier.1")
+    head = model.get_submodule("fc")
     assert head.out_features == 2
     stats = torchinfo.summary(model, verbose=0)
     assert summary["phases"][0]["trainable"] == head.weight.numel() + head.bias.numel()
     assert summary["phases"][0]["trainable"] + summary["phases"][0]["frozen"] == stats.total_params
-    pretrained = torch.load(mobilenet_in_hub, weights_only=True)
+    pretrained = torch.load(resnet_in_hub, weights_only=True)
     state = checkpoint["model"]["state_dict"]
-    assert all(torch.equal(state[k], pretrained[k]) for k in pretrained if not k.startswith("classifier."))
+    assert all(torch.equal(state[k], pretrained[k]) for k in pretrained if not k.startswith("fc."))
 
     # The full model on the validation photos predicts what the trained head does on the cached features.
     from cnnkit.data.folder import scan_classes
@@ -204,6 +203,7 @@ def test_features_mode_caches_features_and_writes_a_full_checkpoint(tiny_pets, m
         full_logits = model(transform_from_checkpoint(checkpoint, "cpu")(images))
         cached = torch.load(cache, weights_only=True)
         assert torch.equal(cached["val_labels"], torch.tensor(labels))
+        assert cached["val"].shape == (2, 512) and cached["val"].std(0).mean() > 1e-3  # features that differ per photo
         head_logits = head(cached["val"])
     torch.testing.assert_close(full_logits, head_logits, rtol=1e-4, atol=1e-4)
 
