@@ -11,6 +11,7 @@ only show that the recipe runs: 300 training images are far too few to learn CIF
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -30,9 +31,11 @@ def main() -> None:
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    dataset = args.dataset or ("cifar10" if (Path(args.data_dir) / "cifar-10-batches-py").is_dir() else str(SAMPLE))
+    dataset = args.dataset or ("cifar10" if (Path(args.data_dir) / "cifar-10-batches-py").is_dir() else None)
     with tempfile.TemporaryDirectory() as out:
-        config = TrainConfig(model="lenet", dataset=dataset, data_dir=args.data_dir, epochs=3, batch_size=14,
+        if dataset is None:  # a copy, so the decode cache is not written into the repository
+            dataset = shutil.copytree(SAMPLE, Path(out) / "cifar10-sample")
+        config = TrainConfig(model="lenet", dataset=str(dataset), data_dir=args.data_dir, epochs=3, batch_size=14,
                              optimizer="sgd", lr=0.001, momentum=0.9, schedule="none", out=out, device=args.device)
         summary = start_training(config, Reporter())
         import torch

@@ -171,3 +171,22 @@ def test_training_on_folder_idx_and_stream(cli, cifar_folder, tmp_path):
     assert code == 0, err
     assert "streaming" in err and "skipped images" in out
     assert err.count("broken.jpg") == 1  # one warning line per bad file
+
+
+def test_resize_and_center_crop_match_torchvision():
+    import torchvision.transforms as T
+
+    from cnnkit.data.images import resize_and_crop
+
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8))
+    ours = np.asarray(resize_and_crop(photo, (224, 224), resize_to=256))
+    reference = np.asarray(T.Compose([T.Resize(256), T.CenterCrop(224)])(photo))
+    assert np.array_equal(ours, reference)
+
+
+def test_folder_of_one_size_is_not_recropped(pets_folder):
+    ds = load_dataset(str(pets_folder), image_size=224, resize_to=256)
+    photo = sorted((pets_folder / "Cat").iterdir())[0]
+    expected = torch.from_numpy(np.asarray(Image.open(photo).convert("RGB")).copy()).permute(2, 0, 1)
+    assert ds.size == (180, 180)
+    assert any(torch.equal(expected, img) for img in ds.splits["train"].images[:50])

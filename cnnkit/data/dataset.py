@@ -50,6 +50,7 @@ class Dataset:
     size: tuple[int, int]  # (H, W) of the images as stored in the splits
     splits: dict[str, Split]
     kind: str  # "catalog", "folder", "idx"
+    resize_to: int | None = None  # short side folders were scaled to before a center crop, if any
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     notes: list[str] = field(default_factory=list)
 

@@ -48,15 +48,19 @@ def _to_mode(image: Image.Image, channels: int) -> Image.Image:
 
 
 def resize_and_crop(image: Image.Image, size: tuple[int, int], resize_to: int | None = None) -> Image.Image:
-    """Resize to `size`; with `resize_to`, scale the short side to it and center-crop `size`."""
+    """Resize to `size`; with `resize_to`, scale the short side to it and center-crop `size`,
+    as torchvision's Resize(resize_to) + CenterCrop(size) do."""
+    height, width = size
     if resize_to is None:
-        if image.size != (size[1], size[0]):
-            image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-        return image
-    width, height = image.size
-    scale = resize_to / min(width, height)
-    image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BILINEAR)
-    return ImageOps.fit(image, (size[1], size[0]), Image.Resampling.BILINEAR) if image.size != (size[1], size[0]) else image
+        return image if image.size == (width, height) else image.resize((width, height), Image.Resampling.BILINEAR)
+    w, h = image.size
+    scale = resize_to / min(w, h)
+    image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
+    w, h = image.size
+    if w < width or h < height:  # resize_to smaller than the crop: fill the crop instead
+        return ImageOps.fit(image, (width, height), Image.Resampling.BILINEAR)
+    left, top = round((w - width) / 2), round((h - height) / 2)
+    return image.crop((left, top, left + width, top + height))
 
 
 def load_image(

@@ -83,6 +83,8 @@ def _load_folder(root, spec, name, image_size, channels, resize_to, budget, work
         size = (side, side)
         if len(sizes) > 1:
             notes.append(f"images come in {len(sizes)} sizes; decoding them to {side}x{side}")
+    else:
+        resize_to = None  # images of one size are kept as they are; the device resizes batches
     decoded_bytes = len(all_files) * channels * size[0] * size[1]
     in_memory = decoded_bytes <= (budget if budget is not None else memory_budget())
     if not in_memory:
@@ -94,4 +96,4 @@ def _load_folder(root, spec, name, image_size, channels, resize_to, budget, work
             raise DataError(f"no readable images in {split_dirs[split]}", "every file failed to decode; run `cnnkit inspect-dataset --verify`")
         splits[split] = data
         skipped.extend(bad)
-    return Dataset(spec, name, classes, channels, size, splits, "folder", skipped, notes)
+    return Dataset(spec, name, classes, channels, size, splits, "folder", resize_to, skipped, notes)

@@ -246,7 +246,7 @@ def prepare_finetune(cfg: TrainConfig, reporter: Reporter, run_dir: Path | None 
         run_dir=Path(run_dir),
         model_section={"name": spec.name,
                        "kwargs": {"in_channels": 3, "num_classes": num_classes, "image_size": crop, "arch": "torchvision"}},
-        data_section=data_section(dataset, cfg, 3, crop, mean, std, val_source, resize_to=resize),
+        data_section=data_section(dataset, cfg, 3, crop, mean, std, val_source),
         freeze=lambda _model, frozen: set_frozen(model, head, frozen),
         skipped=skipped,
         extra_train={"finetune": {"mode": cfg.mode, "weights": str(weights), "head": name, "phases": counts}},

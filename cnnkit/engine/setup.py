@@ -111,7 +111,7 @@ def normalisation(train_split, channels: int) -> tuple[list[float], list[float]]
 
 
 def data_section(dataset: Dataset, cfg: TrainConfig, in_channels: int, input_size: int, mean, std,
-                 val_source: str, resize_to: int | None = None) -> dict:
+                 val_source: str) -> dict:
     return {
         "spec": dataset.spec,
         "name": dataset.name,
@@ -124,7 +124,7 @@ def data_section(dataset: Dataset, cfg: TrainConfig, in_channels: int, input_siz
         "mean": list(mean),
         "std": list(std),
         "resize": list(dataset.size) != [input_size, input_size],
-        "resize_to": resize_to,
+        "resize_to": dataset.resize_to,  # what the loader really did, so predict decodes alike
         "val_split": cfg.val_split,
         "val_source": val_source,
         "seed": cfg.seed,
