@@ -301,3 +301,33 @@ def test_missing_pretrained_weights_say_how_to_download(cli, bad_files, tmp_path
     assert "cnnkit download --weights mobilenet_v2" in err
     assert err.count("error:") == 1 and "Traceback" not in err
     assert not (tmp_path / "empty-torch-home").exists()  # nothing fetched, nothing written
+
+
+# ---- the JPEG fast path ------------------------------------------------------------------
+def test_jpeg_fast_path_decodes_exactly_like_load_image(tmp_path):
+    """Plain JPEGs at the model's size skip Pillow; everything else must still go through load_image."""
+    from cnnkit.data.images import ImageReadError, load_image
+    from cnnkit.engine.predict import CheckpointDecoder, decode_plain_jpeg
+
+    photos = sorted((DATA / "cifar10-sample" / "test").rglob("*.jpg"))[:40]
+    rgb = CheckpointDecoder(3, (32, 32))
+    assert all(decode_plain_jpeg(p, 3, (32, 32)) is not None for p in photos)  # the fast path is taken
+    assert all(torch.equal(rgb(p), load_image(p, 3, (32, 32))) for p in photos)
+
+    pixels = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(pixels).save(tmp_path / "exif.jpg", exif=exif.tobytes())
+    Image.fromarray(pixels[:, :, 0]).save(tmp_path / "grey.jpg")
+    Image.fromarray(pixels).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    Image.fromarray(np.ascontiguousarray(pixels[:20])).save(tmp_path / "other-size.jpg")
+    for name in ("exif.jpg", "grey.jpg", "cmyk.jpg", "other-size.jpg"):
+        for channels in (1, 3):
+            path = tmp_path / name
+            assert torch.equal(CheckpointDecoder(channels, (32, 32))(path), load_image(path, channels, (32, 32))), (name, channels)
+    assert decode_plain_jpeg(tmp_path / "cmyk.jpg", 3, (32, 32)) is None
+
+    whole = (tmp_path / "exif.jpg").read_bytes()
+    (tmp_path / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ImageReadError):
+        rgb(tmp_path / "truncated.jpg")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -25,7 +25,7 @@ def predict(
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many classes to list per image.")] = 5,
     csv_output: Annotated[bool, typer.Option("--csv", help="Print CSV: one row per image and rank.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 64,
-    workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="Processes decoding images ahead of the model (0: in this process); default: 0 for up to two batches, else one per core, at most 4.")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="Processes decoding images ahead of the model; helps with large photos on idle cores. 0: decode in this process.")] = 0,
     device: DeviceOption = "auto",
     json_output: JsonOption = False,
 ) -> None:

@@ -1,7 +1,7 @@
 """Classify image files in batches with a checkpoint or a pretrained torchvision model.
 
-Worker processes decode images ahead of the model, so decoding the next
-batches overlaps the forward pass of this one.
+Files are decoded with the training pipeline's own load_image and run
+through the model a batch at a time; optional worker processes decode ahead.
 An unreadable file becomes a Prediction with an error; the rest still run.
 """
 
@@ -72,6 +72,26 @@ def _extensions() -> str:
 # ---- classifiers -------------------------------------------------------------------------
 # Decoders are small picklable objects (not bound methods of a classifier holding a model),
 # so DataLoader workers receive them cheaply under any start method.
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+
+
+def decode_plain_jpeg(path: Path, channels: int, size: tuple[int, int]) -> torch.Tensor | None:
+    """A JPEG already in the wanted channels and size, decoded by torchvision's libjpeg-turbo; else None.
+
+    For such files the pixels equal load_image's (tests check it), at a quarter
+    of Pillow's per-image Python cost, which dominates small images. Anything
+    else (other sizes, CMYK, damaged files) returns None and goes through
+    load_image, which resizes, converts and words the errors.
+    """
+    from torchvision.io import ImageReadMode, decode_jpeg, read_file
+
+    try:
+        image = decode_jpeg(read_file(str(path)), mode=ImageReadMode.UNCHANGED, apply_exif_orientation=True)
+    except (RuntimeError, ValueError, OSError):
+        return None
+    return image if image.shape[0] == channels and tuple(image.shape[1:]) == tuple(size) else None
+
+
 @dataclass
 class CheckpointDecoder:
     channels: int
@@ -80,6 +100,10 @@ class CheckpointDecoder:
 
     def __call__(self, path: Path) -> torch.Tensor:
         # Decoded exactly as the training images were: same channels, size and crop.
+        if self.resize_to is None and path.suffix.lower() in JPEG_SUFFIXES:
+            image = decode_plain_jpeg(path, self.channels, self.size)
+            if image is not None:
+                return image
         return load_image(path, channels=self.channels, size=self.size, resize_to=self.resize_to)
 
 
@@ -191,33 +215,28 @@ def _collate(items: list) -> tuple[torch.Tensor | None, dict[int, str]]:
     return (torch.stack(good) if good else None), failed
 
 
-def default_workers(count: int, batch_size: int) -> int:
-    """Decoding processes: none for a batch or two (start-up would cost more), else one per core, up to 4."""
-    from cnnkit.engine.device import usable_cores
-
-    return 0 if count <= 2 * batch_size else max(1, min(4, usable_cores()))
-
-
 def predict_files(
     classifier,
     paths: list[Path],
     *,
     top_k: int = 5,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    workers: int | None = None,
+    workers: int = 0,
     on_error: Callable[[Prediction], None] | None = None,
 ) -> Iterator[Prediction]:
     """Yield one Prediction per path, in order.
 
-    DataLoader worker processes decode the next batches while this process runs
-    the model: decoding is mostly Python inside Pillow, so threads would share one core.
+    With `workers`, DataLoader processes decode the next batches while this one
+    runs the model (decoding is mostly Python inside Pillow, so threads would
+    share one core). That pays for large photos on idle cores; for small images,
+    or cores that are busy anyway, decoding in-process is faster (measured in
+    benchmarks/predict_speed.py), so it is the default.
     """
     if top_k < 1:
         raise UsageError("--top-k must be at least 1")
     if batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
     k = min(top_k, len(classifier.classes))
-    workers = default_workers(len(paths), batch_size) if workers is None else workers
     loader = torch.utils.data.DataLoader(
         _Decoded(paths, classifier.decode), batch_size=batch_size, shuffle=False, num_workers=workers,
         collate_fn=_collate,
