@@ -95,7 +95,8 @@ def _print_table(records: list[dict], k: int) -> None:
     from rich.text import Text
 
     table = Table()
-    table.add_column("path", overflow="fold")
+    # Paths get room first; the probability columns are short and wrap well.
+    table.add_column("path", overflow="fold", min_width=min(40, max((len(r["path"]) for r in records), default=4)))
     for rank in range(1, k + 1):
         table.add_column(f"top-{rank}")
     for record in records:
