@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from cnnkit.data.dataset import Dataset, FileSplit, Split, train_val_splits
 from cnnkit.engine.evaluation import EvalResult
 from cnnkit.errors import DataError
