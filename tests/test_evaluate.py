@@ -191,3 +191,23 @@ def test_shell_pipeline_from_the_issue(tmp_path):
     assert 0.0 <= float(accuracy) <= 1.0
     rows = list(csv.DictReader(io.StringIO("\n".join(csv_lines))))
     assert len(rows) == 3 * 5 and {Path(r["path"]).name for r in rows} == {"0.png", "1.png", "2.png"}
+
+
+def test_streamed_folder_with_a_corrupt_file_maps_mistakes_to_their_files(cifar_run, cifar_folder):
+    """A zero memory budget streams the folder; a bad file early on must not shift the mistakes' paths."""
+    from cnnkit.data.images import load_image
+    from cnnkit.data.dataset import FileSplit
+    from cnnkit.engine.evaluate_checkpoint import evaluate_checkpoint, worst_mistakes
+
+    bad = cifar_folder / "test" / "airplane" / "0000-broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    evaluation = evaluate_checkpoint(cifar_run, dataset=str(cifar_folder), budget=0, device="cpu", workers=0)
+
+    assert isinstance(evaluation.split, FileSplit) and evaluation.result.count == 100
+    assert [path for path, _ in evaluation.skipped] == [str(bad)]
+    mistakes = worst_mistakes(evaluation, 200)
+    assert len(mistakes) == 100 - int(evaluation.result.confusion.trace())
+    for mistake in mistakes:
+        path = Path(mistake["path"])
+        assert path.parent.name == mistake["true"] != mistake["predicted"]
+        assert torch.equal(mistake["image"], load_image(path, 3, (32, 32)))

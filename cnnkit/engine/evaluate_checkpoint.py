@@ -63,7 +63,7 @@ def check_classes(dataset: Dataset, checkpoint_classes: list[str]) -> None:
         )
 
 
-def _load_evaluation_dataset(data: dict, spec: str | None, data_dir: str | Path | None, workers, progress_factory):
+def _load_evaluation_dataset(data: dict, spec: str | None, data_dir: str | Path | None, workers, budget, progress_factory):
     from cnnkit.data.resolve import load_dataset
 
     own = spec is None
@@ -78,7 +78,7 @@ def _load_evaluation_dataset(data: dict, spec: str | None, data_dir: str | Path 
     return load_dataset(
         spec, data_dir if data_dir is not None else data.get("data_dir", "data"),
         image_size=int(data["size"][0]), channels=int(data["channels"]), resize_to=data.get("resize_to"),
-        workers=workers, progress_factory=progress_factory,
+        workers=workers, budget=budget, progress_factory=progress_factory,
     )
 
 
@@ -92,10 +92,14 @@ def evaluate_checkpoint(
     batch_size: int | None = None,
     device: str = "auto",
     workers: int | None = None,
+    budget: int | None = None,
     keep_predictions: bool = True,
     reporter=None,
 ) -> Evaluation:
-    """Load a checkpoint (a run directory means its best.pt) and evaluate it on one split."""
+    """Load a checkpoint (a run directory means its best.pt) and evaluate it on one split.
+
+    `budget` (bytes) is the memory budget for decoded folders; past it they stream from disk.
+    """
     from cnnkit.data.batches import make_batches
     from cnnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint, transform_from_checkpoint
     from cnnkit.engine.device import resolve_device
@@ -111,7 +115,7 @@ def evaluate_checkpoint(
     checkpoint = load_checkpoint(target)
     data = checkpoint["data"]
     torch_device = resolve_device(device)
-    loaded = _load_evaluation_dataset(data, dataset, data_dir, workers, task_progress(reporter.quiet))
+    loaded = _load_evaluation_dataset(data, dataset, data_dir, workers, budget, task_progress(reporter.quiet))
     for note in loaded.notes:
         reporter.note(f"note: {note}")
     for path, reason in loaded.skipped:
