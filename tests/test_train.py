@@ -226,3 +226,11 @@ def test_help_does_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip().splitlines()[-1] == "False"
     assert "train" in result.stdout and "--resume" in result.stdout
+
+
+def test_error_messages_keep_brackets(cli, tmp_path):
+    odd = tmp_path / "[runs]"
+    odd.mkdir()
+    code, out, err = cli("train", "--resume", str(odd))
+    assert code == 1
+    assert "[runs]" in err.splitlines()[0]

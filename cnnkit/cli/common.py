@@ -26,12 +26,18 @@ def _stderr_console():
 
 
 def fail(message: str, hint: str | None = None, code: int = 1) -> typer.Exit:
-    """Print the one-line error (and hint) and return the Exit to raise."""
+    """Print the one-line error (and hint) and return the Exit to raise.
+
+    The message is printed as plain text: paths and lists in brackets must not be
+    read as rich markup.
+    """
+    from rich.text import Text
+
     err = _stderr_console()
-    label = "[yellow]interrupted:[/]" if code == 130 else "[bold red]error:[/]"
-    err.print(f"{label} {message}", markup=True)
+    label = ("interrupted:", "yellow") if code == 130 else ("error:", "bold red")
+    err.print(Text.assemble(label, " ", message))
     if hint:
-        err.print(f"[yellow]hint:[/] {hint}", markup=True)
+        err.print(Text.assemble(("hint:", "yellow"), " ", hint))
     return typer.Exit(code)
 
 
