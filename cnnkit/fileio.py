@@ -36,9 +36,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
+        if isinstance(exc, OSError) and exc.filename in (None, str(tmp_path)) and exc.errno:
+            # A failed write() names no file (a full disk): say which file could not be written.
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 
