@@ -1,0 +1,143 @@
+"""Bad checkpoints and weights files, across every command that reads one.
+
+test_train covers `train --resume` with truncated, state_dict, foreign, text and
+code-running files; this module runs each defect through the other commands
+(and the cases train lacks), and checks that nothing good was touched.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from hostile import CHECKPOINT_DEFECTS, assert_clean_failure, digests, picture, write_bad_checkpoint
+
+# What the error line says for each defect.
+MESSAGES = {
+    "truncated": "truncated",
+    "empty": "truncated",
+    "text": "not a PyTorch file",
+    "foreign": "not a cnnkit checkpoint",
+    "state_dict": "bare state_dict",
+    "other-model": "do not fit model",
+    "runs-code": "pickled code",
+}
+
+# How each command takes a checkpoint (CKPT is replaced by the path).
+COMMANDS = {
+    "evaluate": ["evaluate", "CKPT"],
+    "predict": ["predict", "IMAGE", "--model", "CKPT"],
+    "summary": ["summary", "--checkpoint", "CKPT"],
+    "visualize-filter": ["visualize-filter", "--checkpoint", "CKPT", "--image", "IMAGE", "--out", "filters.png"],
+    "train --resume": ["train", "--resume", "CKPT", "--epochs", "3"],
+    "finetune --resume": ["finetune", "--resume", "CKPT", "--epochs", "3"],
+}
+# test_train already runs these through `train --resume`.
+COVERED = {("train --resume", d) for d in ("truncated", "state_dict", "foreign", "text", "runs-code")}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A real one-epoch run of a model with a conv layer (visualize-filter draws it)."""
+    from cnnkit.engine.config import TrainConfig
+    from cnnkit.engine.progress import Reporter
+    from cnnkit.engine.runner import start_training
+
+    out = tmp_path_factory.mktemp("runs")
+    config = TrainConfig(model="oneconv", dataset="mnist-sample", epochs=1, limit=256, val_split=0.05, out=str(out), device="cpu")
+    return Path(start_training(config, Reporter(quiet=True))["run_dir"])
+
+
+@pytest.fixture(scope="module")
+def bad_checkpoints(trained, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bad-checkpoints")
+    return {d: write_bad_checkpoint(trained / "best.pt", root / f"{d}.pt", d, marker=root / "code-ran") for d in CHECKPOINT_DEFECTS}
+
+
+@pytest.fixture
+def image(tmp_path) -> Path:
+    from PIL import Image
+
+    path = tmp_path / "digit.png"
+    Image.fromarray(picture()).save(path)
+    return path
+
+
+@pytest.mark.parametrize("command, defect", [(c, d) for c in COMMANDS for d in CHECKPOINT_DEFECTS if (c, d) not in COVERED])
+def test_every_command_refuses_a_bad_checkpoint_cleanly(cli, command, defect, bad_checkpoints, trained, image):
+    bad = bad_checkpoints[defect]
+    before = {**digests(bad), **digests(trained)}
+    args = [{"CKPT": str(bad), "IMAGE": str(image)}.get(a, a) for a in COMMANDS[command]]
+    code, out, err = cli(*args)
+    lines = assert_clean_failure(code, err)
+    assert MESSAGES[defect] in "\n".join(lines), err
+    if defect in ("state_dict", "runs-code", "truncated", "empty"):
+        assert len(lines) == 2 and lines[1].startswith("hint:"), err  # these say what to do instead
+    assert not (bad.parent / "code-ran").exists(), "unpickling ran code from the file"
+    assert {**digests(bad), **digests(trained)} == before
+    assert not (Path.cwd() / "filters.png").exists()
+
+
+def test_the_code_running_file_really_runs_code_when_unpickled_unsafely(bad_checkpoints):
+    """So the test above proves something: weights_only=False would have run it."""
+    import torch
+
+    marker = bad_checkpoints["runs-code"].parent / "code-ran"
+    assert not marker.exists()
+    torch.load(bad_checkpoints["runs-code"], weights_only=False)
+    assert marker.exists()
+    marker.unlink()
+
+
+# finetune --weights reads a bare state_dict: a cnnkit checkpoint or a broken file is refused.
+# (test_finetune covers a text file, a list, a missing file and another architecture's weights.)
+@pytest.mark.parametrize("defect", ["truncated", "empty", "runs-code", "foreign", "cnnkit-checkpoint"])
+def test_finetune_weights_that_are_not_a_state_dict(cli, defect, bad_checkpoints, trained, pets_folder, tmp_path):
+    weights = trained / "best.pt" if defect == "cnnkit-checkpoint" else bad_checkpoints[defect]
+    before = digests(weights)
+    code, _, err = cli("finetune", "resnet18", "--weights", weights, "--dataset", pets_folder, "--out", tmp_path / "runs")
+    lines = assert_clean_failure(code, err)
+    assert str(weights.name) in lines[0]
+    assert not (weights.parent / "code-ran").exists()
+    assert digests(weights) == before
+    assert not (tmp_path / "runs").exists()
+
+
+def test_run_directory_without_checkpoints(cli, tmp_path, image):
+    empty_run = tmp_path / "run"
+    empty_run.mkdir()
+    (empty_run / "metrics.csv").write_text("epoch\n")
+    for args in (["evaluate", empty_run], ["predict", image, "--model", empty_run], ["summary", "--checkpoint", empty_run],
+                 ["train", "--resume", empty_run]):
+        code, _, err = cli(*args)
+        assert "no checkpoint in" in assert_clean_failure(code, err)[0], args
+
+
+def test_debug_env_shows_the_traceback(cli, bad_checkpoints, monkeypatch):
+    """CNNKIT_DEBUG=1 lets the exception out of the handler, so Python prints its traceback."""
+    import traceback
+
+    from typer.testing import CliRunner
+
+    from cnnkit.cli import app
+    from cnnkit.errors import CheckpointError
+
+    code, _, err = cli("evaluate", bad_checkpoints["truncated"])
+    assert code == 1 and err.startswith("error:")  # without it: one line
+    monkeypatch.setenv("CNNKIT_DEBUG", "1")
+    result = CliRunner().invoke(app, ["evaluate", str(bad_checkpoints["truncated"])])
+    assert isinstance(result.exception, CheckpointError) and result.exit_code != 0
+    printed = "".join(traceback.format_exception(*result.exc_info))
+    assert printed.startswith("Traceback (most recent call last)") and "cnnkit/engine/checkpoint.py" in printed
+    assert "error:" not in result.stderr
+
+
+def test_a_copy_of_a_good_checkpoint_still_works_everywhere(cli, trained, tmp_path, image):
+    """The control: the same commands accept the checkpoint the defects were made from."""
+    good = Path(shutil.copy(trained / "best.pt", tmp_path / "good.pt"))
+    for args in (["evaluate", good], ["predict", image, "--model", good], ["summary", "--checkpoint", good],
+                 ["visualize-filter", "--checkpoint", good, "--image", image, "--out", tmp_path / "f.png"]):
+        code, _, err = cli(*args)
+        assert code == 0, (args, err)
