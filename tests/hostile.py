@@ -295,3 +295,25 @@ def make_read_only(monkeypatch, root: Path) -> None:
     monkeypatch.setattr(os, "access", guarded_access)
     for name in ("mkdir", "replace", "rename", "unlink", "rmdir"):
         monkeypatch.setattr(os, name, guarded(getattr(os, name)))
+
+
+# ---- a real trained run, shared by the hostile modules -----------------------------------------
+
+
+def shared_oneconv_run(tmp_path_factory) -> Path:
+    """One real one-epoch run of `oneconv` (it has a conv layer to draw), trained once per session.
+
+    Kept under the session's base temp directory so every module that asks gets the
+    same run; tests must copy it before changing anything in it.
+    """
+    out = tmp_path_factory.getbasetemp() / "hostile-shared-runs"
+    run = out / "oneconv-mnist-sample"
+    if not (run / "best.pt").is_file():
+        from cnnkit.engine.config import TrainConfig
+        from cnnkit.engine.progress import Reporter
+        from cnnkit.engine.runner import start_training
+
+        config = TrainConfig(model="oneconv", dataset="mnist-sample", epochs=1, limit=256, val_split=0.05,
+                             out=str(out), name=run.name, device="cpu")
+        start_training(config, Reporter(quiet=True))
+    return run

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hostile import CHECKPOINT_DEFECTS, assert_clean_failure, digests, picture, write_bad_checkpoint
+from hostile import CHECKPOINT_DEFECTS, assert_clean_failure, digests, picture, shared_oneconv_run, write_bad_checkpoint
 
 # What the error line says for each defect.
 MESSAGES = {
@@ -40,14 +40,7 @@ COVERED = {("train --resume", d) for d in ("truncated", "state_dict", "foreign",
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    """A real one-epoch run of a model with a conv layer (visualize-filter draws it)."""
-    from cnnkit.engine.config import TrainConfig
-    from cnnkit.engine.progress import Reporter
-    from cnnkit.engine.runner import start_training
-
-    out = tmp_path_factory.mktemp("runs")
-    config = TrainConfig(model="oneconv", dataset="mnist-sample", epochs=1, limit=256, val_split=0.05, out=str(out), device="cpu")
-    return Path(start_training(config, Reporter(quiet=True))["run_dir"])
+    return shared_oneconv_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
