@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from cnnkit.data.batches import make_batches
-from cnnkit.data.dataset import train_val_splits
 from cnnkit.data.folder import CACHE_DIR
 from cnnkit.data.memory import parse_bytes
 from cnnkit.data.transforms import BatchTransform, parse_augment
@@ -29,7 +28,7 @@ from cnnkit.engine.features import (
 from cnnkit.engine.progress import Reporter
 from cnnkit.engine.rundir import new_run_dir
 from cnnkit.engine.setup import (
-    batches_for, data_section, eval_batch_size, limited, prepare_data, use_channels_last, validate_config,
+    batches_for, data_section, eval_batch_size, prepare_data, training_splits, use_channels_last, validate_config,
 )
 from cnnkit.engine.state import seed_everything
 from cnnkit.engine.trainer import Phase, Trainer, TrainSetup
@@ -196,8 +195,7 @@ def prepare_finetune(cfg: TrainConfig, reporter: Reporter, run_dir: Path | None 
     crop, resize = int(preset.crop_size[0]), int(preset.resize_size[0])
     mean, std = [float(m) for m in preset.mean], [float(s) for s in preset.std]
     dataset = prepare_data(cfg, reporter, crop, resize_to=resize)
-    train_split, val_split, val_source = train_val_splits(dataset, cfg.val_split, cfg.seed)
-    train_split = limited(train_split, cfg.limit, cfg.seed)
+    train_split, val_split, val_source = training_splits(cfg, dataset)
     if tuple(dataset.size) != (crop, crop):
         reporter.note(f"note: resizing {dataset.size[0]}x{dataset.size[1]} images to {crop}x{crop} for {spec.name}")
     if dataset.channels != 3:

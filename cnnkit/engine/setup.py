@@ -22,7 +22,7 @@ from cnnkit.engine.progress import Reporter, task_progress
 from cnnkit.engine.rundir import new_run_dir
 from cnnkit.engine.state import seed_everything
 from cnnkit.engine.trainer import Phase, TrainSetup
-from cnnkit.errors import UsageError
+from cnnkit.errors import DataError, UsageError
 from cnnkit.models import INIT_SCHEMES, get_model, get_spec, initialise
 from cnnkit.models.registry import input_channels_for, input_size_for
 
@@ -74,6 +74,18 @@ def limited(split, limit: int | None, seed: int):
         return split
     pick = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed + 1))[:limit].sort().values
     return split.subset(pick)
+
+
+def training_splits(cfg: TrainConfig, dataset: Dataset):
+    """(train, validation, where validation came from), checked to be something a classifier can learn from."""
+    if len(dataset.classes) < 2:
+        raise DataError(f"dataset {dataset.name} has {len(dataset.classes)} class ({', '.join(dataset.classes)}); "
+                        "a classifier needs at least two", "add a folder of images for each class")
+    train_split, val_split, val_source = train_val_splits(dataset, cfg.val_split, cfg.seed)
+    if len(train_split) == 0:
+        raise DataError(f"dataset {dataset.name} has {len(dataset.split('train'))} training image(s): none left "
+                        f"after holding out {val_source} for validation", "add images, or a test/ folder to validate on")
+    return limited(train_split, cfg.limit, cfg.seed), val_split, val_source
 
 
 def batches_for(cfg: TrainConfig, dataset: Dataset, train_split, val_split, device: torch.device, place: World = World()):
@@ -143,8 +155,7 @@ def prepare_training(cfg: TrainConfig, reporter: Reporter, run_dir: Path | None 
     seed_everything(cfg.seed)
     spec = get_spec(cfg.model)
     dataset = prepare_data(cfg, reporter, spec.native_size or spec.default_size)
-    train_split, val_split, val_source = train_val_splits(dataset, cfg.val_split, cfg.seed)
-    train_split = limited(train_split, cfg.limit, cfg.seed)
+    train_split, val_split, val_source = training_splits(cfg, dataset)
     input_size = input_size_for(spec, dataset.size[0])
     in_channels = input_channels_for(spec, dataset.channels)
     if tuple(dataset.size) != (input_size, input_size):
