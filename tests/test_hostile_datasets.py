@@ -1,0 +1,142 @@
+"""Broken datasets through every command that takes --dataset (or a DATASET argument).
+
+Each defect is a real on-disk dataset: IDX files with one field wrong, image
+folders that are empty, hold junk only, or disagree between splits. Every
+command must fail with one error line naming the problem, write nothing, and
+leave the dataset as it was. test_data covers the loader itself; here it is the
+commands' turn.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hostile import IDX_DEFECTS, assert_clean_failure, digests, idx_bytes, picture, shared_oneconv_run, write_broken_idx
+
+MESSAGES = {
+    "magic": "wrong magic number",
+    "dtype": "unknown IDX dtype code",
+    "dims": "declares 0 dimensions",
+    "short": "is truncated",
+    "long": "longer than its header says",
+    "float": "expected uint8",
+    "count": "20 images but",
+    "labels-only": "no class folders",
+    "negative-labels": "are negative",
+    "classes-txt-short": "names 2 classes but the labels go up to 2",
+    "empty-folder": "no class folders",
+    "class-without-images": "has no images",
+    "junk-only": "has no images",
+    "split-classes-differ": "differ from the train split's",
+    "a-file": "is a file, not a directory",
+}
+FOLDER_DEFECTS = ["empty-folder", "class-without-images", "junk-only", "split-classes-differ", "a-file"]
+EXTRA_IDX = ["labels-only", "negative-labels", "classes-txt-short"]
+
+
+def make_broken(root: Path, defect: str) -> Path:
+    folder = root / defect
+    if defect in IDX_DEFECTS:
+        return write_broken_idx(folder, defect)
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    if defect == "labels-only":
+        (folder / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(5, np.uint8)))
+    elif defect == "negative-labels":
+        (folder / "train-images-idx3-ubyte").write_bytes(idx_bytes(rng.integers(0, 256, (4, 8, 8), dtype=np.uint8)))
+        (folder / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.array([0, -1, 1, 0], np.int8)))
+    elif defect == "classes-txt-short":
+        (folder / "train-images-idx3-ubyte").write_bytes(idx_bytes(rng.integers(0, 256, (4, 8, 8), dtype=np.uint8)))
+        (folder / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.array([0, 2, 1, 0], np.uint8)))
+        (folder / "classes.txt").write_text("circle\nsquare\n")
+    elif defect == "class-without-images":
+        (folder / "cat").mkdir()
+        (folder / "dog").mkdir()
+        Image.fromarray(picture()).save(folder / "cat" / "1.png")
+    elif defect == "junk-only":
+        for cls in ("cat", "dog"):
+            (folder / cls).mkdir()
+            (folder / cls / "Thumbs.db").write_bytes(b"\x00junk")
+            (folder / cls / ".hidden.png").write_bytes(b"\x00junk")
+            (folder / cls / "notes.txt").write_text("not an image\n")
+    elif defect == "split-classes-differ":
+        for split, classes in (("train", ("cat", "dog")), ("test", ("cat", "horse"))):
+            for cls in classes:
+                (folder / split / cls).mkdir(parents=True)
+                Image.fromarray(picture()).save(folder / split / cls / "1.png")
+    elif defect == "a-file":
+        folder.rmdir()
+        folder.write_bytes(idx_bytes(np.zeros((2, 4, 4), np.uint8)))
+    return folder
+
+
+DEFECTS = IDX_DEFECTS + EXTRA_IDX + FOLDER_DEFECTS
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("broken-datasets")
+    return {d: make_broken(root, d) for d in DEFECTS}
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    """Random MobileNetV2 weights, so finetune gets as far as reading the data."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "mobilenet-random.pth"
+    torch.save(torchvision.models.mobilenet_v2().state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    return shared_oneconv_run(tmp_path_factory)
+
+
+COMMANDS = {
+    "inspect-dataset": ["inspect-dataset", "DS"],
+    "summary": ["summary", "cnn", "--dataset", "DS"],
+    "visualize-filter": ["visualize-filter", "--dataset", "DS", "--out", "OUT/k.png"],
+    "train": ["train", "perceptron", "--dataset", "DS", "--out", "OUT"],
+    "finetune": ["finetune", "mobilenet_v2", "--weights", "WEIGHTS", "--dataset", "DS", "--out", "OUT"],
+    "evaluate": ["evaluate", "RUN", "--dataset", "DS"],
+    "export-idx": ["export-idx", "DS", "--out", "OUT"],
+}
+
+
+@pytest.mark.parametrize("defect", DEFECTS)
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_refuses_a_broken_dataset(cli, command, defect, broken, weights, trained, tmp_path):
+    dataset = broken[defect]
+    before = digests(dataset)
+    names = {"DS": str(dataset), "OUT": str(tmp_path / "out"), "WEIGHTS": str(weights), "RUN": str(trained)}
+    args = [names.get(a, a.replace("OUT", names["OUT"])) for a in COMMANDS[command]]
+    code, _, err = cli(*args)
+    line = assert_clean_failure(code, err)[0]
+    assert MESSAGES[defect] in line, err
+    assert digests(dataset) == before, "the dataset was changed"
+    assert not (tmp_path / "out").exists(), "something was written for a dataset that does not load"
+
+
+@pytest.mark.parametrize("command", ["train", "finetune"])
+def test_training_needs_two_classes_and_some_training_images(cli, command, weights, tmp_path):
+    one_class = tmp_path / "one-class"
+    (one_class / "cat").mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(picture(seed=i)).save(one_class / "cat" / f"{i}.png")
+    one_image = tmp_path / "one-image"
+    one_image.mkdir()
+    (one_image / "train-images-idx3-ubyte").write_bytes(idx_bytes(np.zeros((1, 8, 8), np.uint8)))
+    (one_image / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.array([1], np.uint8)))
+    for dataset, message in ((one_class, "a classifier needs at least two"), (one_image, "none left after holding out")):
+        args = ["train", "perceptron"] if command == "train" else ["finetune", "mobilenet_v2", "--weights", weights]
+        code, _, err = cli(*args, "--dataset", dataset, "--out", tmp_path / "runs")
+        assert message in assert_clean_failure(code, err)[0]
+    assert not (tmp_path / "runs").exists()
