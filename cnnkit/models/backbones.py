@@ -77,6 +77,8 @@ def torchvision_architecture(spec: ModelSpec, num_classes: int = 1000) -> nn.Mod
 
 def load_state_dict_file(path: Path) -> dict:
     """Read a state_dict safely; refuse anything that is not one."""
+    if path.is_dir():  # "not found" would send the user looking for a file that is there
+        raise CheckpointError(f"weights file {path} is a directory", "pass the state_dict file itself (a .pth or .pt)")
     if not path.is_file():
         raise CheckpointError(f"weights file not found: {path}")
     from cnnkit.engine.checkpoint import safe_torch_load
