@@ -49,6 +49,7 @@ def scan_classes(root: Path, classes: list[str] | None = None) -> tuple[list[str
     for label, folder in enumerate(folders):
         found = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p) and not _hidden(p, folder))
         if not found:
+            os.listdir(folder)  # rglob skips a folder it may not read: raise its PermissionError instead of "no images"
             raise DataError(f"class folder {folder} has no images", "remove the folder or add images to it")
         files.extend(found)
         labels.extend([label] * len(found))
