@@ -317,3 +317,47 @@ def shared_oneconv_run(tmp_path_factory) -> Path:
                              out=str(out), name=run.name, device="cpu")
         start_training(config, Reporter(quiet=True))
     return run
+
+
+def make_unreadable(monkeypatch, target: Path) -> None:
+    """Reading `target` (a file, or anything under a folder) fails with EACCES, as after chmod 000.
+
+    Root reads through chmod 000, so the refusal is simulated where files are
+    opened: builtins.open / io.open (Pillow, torch.load, pathlib) and os.open,
+    plus os.scandir / os.listdir for folders.
+    """
+    import builtins
+    import errno
+    import io
+    import os
+
+    target = Path(target).resolve()
+
+    def blocked(path) -> bool:
+        try:
+            return Path(os.fsdecode(path)).resolve().is_relative_to(target)
+        except (TypeError, ValueError):
+            return False
+
+    def refuse(path):
+        raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(path))
+
+    real_open, real_os_open, real_scandir, real_listdir = builtins.open, os.open, os.scandir, os.listdir
+
+    def guarded_open(file, *args, **kwargs):
+        if isinstance(file, (str, bytes, os.PathLike)) and blocked(file):
+            refuse(file)
+        return real_open(file, *args, **kwargs)
+
+    def guard(real):
+        def call(path=".", *args, **kwargs):
+            if isinstance(path, (str, bytes, os.PathLike)) and blocked(path):
+                refuse(path)
+            return real(path, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    monkeypatch.setattr(io, "open", guarded_open)
+    monkeypatch.setattr(os, "open", guard(real_os_open))
+    monkeypatch.setattr(os, "scandir", guard(real_scandir))
+    monkeypatch.setattr(os, "listdir", guard(real_listdir))
