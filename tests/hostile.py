@@ -361,3 +361,16 @@ def make_unreadable(monkeypatch, target: Path) -> None:
     monkeypatch.setattr(os, "open", guard(real_os_open))
     monkeypatch.setattr(os, "scandir", guard(real_scandir))
     monkeypatch.setattr(os, "listdir", guard(real_listdir))
+
+
+def shared_mobilenet_weights(tmp_path_factory) -> Path:
+    """Random MobileNetV2 weights (a real state_dict file), so finetune gets as far as reading data."""
+    path = tmp_path_factory.getbasetemp() / "hostile-shared-weights" / "mobilenet-random.pth"
+    if not path.is_file():
+        import torch
+        import torchvision
+
+        path.parent.mkdir(exist_ok=True)
+        torch.manual_seed(0)
+        torch.save(torchvision.models.mobilenet_v2().state_dict(), path)
+    return path

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hostile import IDX_DEFECTS, assert_clean_failure, digests, idx_bytes, picture, shared_oneconv_run, write_broken_idx
+from hostile import IDX_DEFECTS, assert_clean_failure, digests, idx_bytes, picture, shared_mobilenet_weights, shared_oneconv_run, write_broken_idx
 
 MESSAGES = {
     "magic": "wrong magic number",
@@ -85,14 +85,7 @@ def broken(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    """Random MobileNetV2 weights, so finetune gets as far as reading the data."""
-    import torch
-    import torchvision
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "mobilenet-random.pth"
-    torch.save(torchvision.models.mobilenet_v2().state_dict(), path)
-    return path
+    return shared_mobilenet_weights(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

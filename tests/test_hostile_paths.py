@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from hostile import assert_clean_failure, digests, make_unreadable, picture, shared_oneconv_run
+from hostile import assert_clean_failure, digests, make_unreadable, picture, shared_mobilenet_weights, shared_oneconv_run
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +25,7 @@ def trained(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    import torch
-    import torchvision
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "mobilenet-random.pth"
-    torch.save(torchvision.models.mobilenet_v2().state_dict(), path)
-    return path
+    return shared_mobilenet_weights(tmp_path_factory)
 
 
 @pytest.fixture
