@@ -100,24 +100,23 @@ def test_resume_of_a_finished_run_says_so(cli):
 
 
 def test_sigint_saves_and_resume_finishes_identically(tmp_path):
-    args = ["train", "cnn-dropout", "--epochs", "2", "--limit", "6000", "--batch-size", "32", "--augment", "flip,crop"]
+    args = ["train", "cnn-dropout", "--epochs", "4", "--limit", "2000", "--batch-size", "32", "--augment", "flip,crop"]
     straight = run_cnnkit(*args, "--name", "straight", "--quiet", cwd=tmp_path)
     assert straight.returncode == 0, straight.stderr
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "cnnkit", *args, "--name", "cut"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:  # wait for epoch 1 to end, then interrupt epoch 2
-        if line.startswith("epoch 1/2"):
+    for line in proc.stderr:  # wait for epoch 1 to end, then interrupt a later one
+        if line.startswith("epoch 1/4"):
             break
-    time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "resume with: cnnkit train --resume" in err
     assert "Traceback" not in err
     saved = load(tmp_path / "checkpoints/cut/last.pt")["train"]
-    assert saved["epoch"] == 1 and 0 < saved["step_in_epoch"] < 6000 // 32
+    assert 1 <= saved["epoch"] < 4 and saved["step_in_epoch"] > 0
 
     resumed = run_cnnkit("train", "--resume", "checkpoints/cut", "--quiet", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
