@@ -35,10 +35,15 @@ def fail(message: str, hint: str | None = None, code: int = 1) -> typer.Exit:
 
     err = _stderr_console()
     label = ("interrupted:", "yellow") if code == 130 else ("error:", "bold red")
-    err.print(Text.assemble(label, " ", message))
+    err.print(Text.assemble(label, " ", _one_line(message)))
     if hint:
-        err.print(Text.assemble(("hint:", "yellow"), " ", hint))
+        err.print(Text.assemble(("hint:", "yellow"), " ", _one_line(hint)))
     return typer.Exit(code)
+
+
+def _one_line(text: str) -> str:
+    # A name the user typed (or an exception's text) may hold line breaks; the error stays one line.
+    return text.strip().replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _describe_os_error(exc: OSError) -> tuple[str, str | None]:
