@@ -49,8 +49,30 @@ def resolve_checkpoint_path(path: str | Path, prefer: str = "best") -> Path:
     return path
 
 
+def _check_crcs(path: Path) -> None:
+    """torch.load does not check the zip's CRCs: a flipped bit would load as silently wrong weights."""
+    import zipfile
+
+    try:
+        if not zipfile.is_zipfile(path):
+            return  # the legacy format, or not a zip at all: torch.load says what is wrong
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError) as exc:
+        raise CheckpointError(f"{path} is truncated or not a PyTorch file ({exc})",
+                              "the previous good checkpoint of a run is its best.pt or last.pt") from None
+    except OSError as exc:
+        if isinstance(exc, (PermissionError, IsADirectoryError)):
+            raise
+        raise CheckpointError(f"{path} cannot be read ({exc})") from None
+    if bad is not None:
+        raise CheckpointError(f"{path} is corrupt: {bad.split('/', 1)[-1]} fails its CRC check",
+                              "the file was damaged on disk or in transfer; use another copy, or the run's other checkpoint")
+
+
 def safe_torch_load(path: Path):
     """torch.load with weights_only=True; every way a file can be bad becomes a CheckpointError."""
+    _check_crcs(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
