@@ -72,6 +72,9 @@ def load_image(
         with warnings.catch_warnings():
             # Past Pillow's pixel limit the warning becomes an error: a bomb is refused, not decoded.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow's complaints about damaged files (corrupt EXIF, tags past the end) would be stray
+            # lines on stderr; the image decodes or fails with a reason, and that is what is reported.
+            warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
             with Image.open(path) as image:
                 image = ImageOps.exif_transpose(image)
                 image = _to_mode(image, channels)
@@ -96,6 +99,7 @@ def probe_image(path: Path) -> tuple[tuple[int, int], str] | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
             with Image.open(path) as image:
                 return image.size, image.mode
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, UnidentifiedImageError):
