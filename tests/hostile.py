@@ -204,7 +204,7 @@ class RunsCode:
         return (Path.touch, (self.marker,))
 
 
-CHECKPOINT_DEFECTS = ["truncated", "empty", "text", "foreign", "state_dict", "other-model", "runs-code"]
+CHECKPOINT_DEFECTS = ["truncated", "empty", "text", "bit-flip", "foreign", "state_dict", "other-model", "runs-code"]
 
 
 def write_bad_checkpoint(good: Path, target: Path, defect: str, marker: Path | None = None) -> Path:
@@ -218,6 +218,13 @@ def write_bad_checkpoint(good: Path, target: Path, defect: str, marker: Path | N
         target.write_bytes(b"")
     elif defect == "text":
         target.write_text("not a checkpoint\n")
+    elif defect == "bit-flip":  # one byte of the weights damaged on disk: torch.load alone would not notice
+        raw = bytearray(good.read_bytes())
+        with zipfile.ZipFile(good) as archive:
+            member = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+        name_len, extra_len = struct.unpack("<HH", raw[member.header_offset + 26 : member.header_offset + 30])
+        raw[member.header_offset + 30 + name_len + extra_len + member.file_size // 2] ^= 0x10
+        target.write_bytes(bytes(raw))
     elif defect == "foreign":  # a PyTorch file another program wrote: a training script's own dict
         torch.save({"epoch": 3, "net": {"w": torch.zeros(3)}, "acc": 0.9}, target)
     elif defect == "state_dict":

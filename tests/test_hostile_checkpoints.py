@@ -19,6 +19,7 @@ MESSAGES = {
     "truncated": "truncated",
     "empty": "truncated",
     "text": "not a PyTorch file",
+    "bit-flip": "fails its CRC check",
     "foreign": "not a cnnkit checkpoint",
     "state_dict": "bare state_dict",
     "other-model": "do not fit model",
@@ -66,7 +67,7 @@ def test_every_command_refuses_a_bad_checkpoint_cleanly(cli, command, defect, ba
     code, out, err = cli(*args)
     lines = assert_clean_failure(code, err)
     assert MESSAGES[defect] in "\n".join(lines), err
-    if defect in ("state_dict", "runs-code", "truncated", "empty"):
+    if defect in ("state_dict", "runs-code", "truncated", "empty", "bit-flip"):
         assert len(lines) == 2 and lines[1].startswith("hint:"), err  # these say what to do instead
     assert not (bad.parent / "code-ran").exists(), "unpickling ran code from the file"
     assert {**digests(bad), **digests(trained)} == before
