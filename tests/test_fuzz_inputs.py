@@ -212,8 +212,8 @@ def test_empty_weights_file_is_a_checkpoint_error(tmp_path):
         load_state_dict_file(path)
 
 
-def test_idx_dataset_spec_regressions(tmp_path):
-    """A spec naming a dataset with a NUL in it is 'no such directory', not a ValueError from the OS."""
+def test_a_spec_with_a_nul_byte_is_no_such_dataset(tmp_path):
+    """The OS refuses paths holding NUL with ValueError; the spec is simply not a dataset."""
     from cnnkit.data.resolve import load_dataset
     from cnnkit.errors import DataError
 

@@ -113,7 +113,8 @@ def test_predict_with_bad_and_odd_images_together(cli, trained, images):
 
 
 def warned_names(stderr: str) -> set[str]:
-    return {name for name in BAD_NAMES | {p for p in ("0.png", "cmyk.jpg", "hidden.png")} if name in stderr}
+    """The bad files a command's output names, and any good one it wrongly names."""
+    return {name for name in BAD_NAMES | {"0.png", "cmyk.jpg", "hidden.png"} if name in stderr}
 
 
 def test_inspect_counts_and_verify_names_exactly_the_bad_files(cli, hostile_folder):
