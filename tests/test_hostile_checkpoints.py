@@ -67,6 +67,7 @@ def test_every_command_refuses_a_bad_checkpoint_cleanly(cli, command, defect, ba
     code, out, err = cli(*args)
     lines = assert_clean_failure(code, err)
     assert MESSAGES[defect] in "\n".join(lines), err
+    assert out == "", "a failure printed a result on stdout"
     if defect in ("state_dict", "runs-code", "truncated", "empty", "bit-flip"):
         assert len(lines) == 2 and lines[1].startswith("hint:"), err  # these say what to do instead
     assert not (bad.parent / "code-ran").exists(), "unpickling ran code from the file"

@@ -111,9 +111,10 @@ def test_every_command_refuses_a_broken_dataset(cli, command, defect, broken, we
     before = digests(dataset)
     names = {"DS": str(dataset), "OUT": str(tmp_path / "out"), "WEIGHTS": str(weights), "RUN": str(trained)}
     args = [names.get(a, a.replace("OUT", names["OUT"])) for a in COMMANDS[command]]
-    code, _, err = cli(*args)
+    code, out, err = cli(*args)
     line = assert_clean_failure(code, err)[0]
     assert MESSAGES[defect] in line, err
+    assert out == "", "a failure printed a result on stdout"
     assert digests(dataset) == before, "the dataset was changed"
     assert not (tmp_path / "out").exists(), "something was written for a dataset that does not load"
 
