@@ -28,7 +28,7 @@ from cnnkit.engine.config import TrainConfig
 from cnnkit.engine.progress import Reporter
 from hostile import assert_clean_failure, digests, make_read_only
 
-EPOCHS = 4
+EPOCHS = 3
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_kill_9_at_random_moments_never_loses_the_checkpoint_and_resume_finishes
             break
         # Anywhere from start-up to the end of a whole run: kills land while the data loads, while it
         # trains and validates, and in the middle of checkpoint, metrics and curve writes.
-        code = _run_child(tiny_config(small_idx, out, run.name), rng.uniform(0.02, 0.8 * uninterrupted))
+        code = _run_child(tiny_config(small_idx, out, run.name), rng.uniform(0.02, 0.45 * uninterrupted))
         if code == 0:  # this run reached its end between kills: check it, then kill a fresh one
             assert_finished_like(run, out / "straight")
             runs += 1
