@@ -233,3 +233,13 @@ def test_error_messages_keep_brackets(cli, tmp_path):
     code, out, err = cli("train", "--resume", str(odd))
     assert code == 1
     assert "[runs]" in err.splitlines()[0]
+
+
+@pytest.mark.parametrize("preset,expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_threads_sleep_unless_the_user_says_otherwise(preset, expected):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    code = "import os, cnnkit; print(os.environ['OMP_WAIT_POLICY'])"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.stdout.strip() == expected
