@@ -37,9 +37,23 @@ def new_run_dir(out: str | Path, model: str, dataset_name: str, name: str | None
         probe = run / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
+        remove_stale_temporaries(run)
     except OSError as exc:
         raise CnnkitError(f"cannot write to run directory {run}: {exc.strerror}", "choose a writable place with --out") from None
     return run
+
+
+RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "curves.png", "config.json")
+
+
+def remove_stale_temporaries(run: Path) -> None:
+    """Delete the hidden temporary files a killed run left mid-write (one can be as big as a checkpoint).
+
+    Only the process that owns the run writes in it, so any such file is dead.
+    """
+    for name in RUN_FILES:
+        for stale in run.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
 
 
 def check_writable(run: Path) -> None:

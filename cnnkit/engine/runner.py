@@ -8,7 +8,7 @@ from cnnkit.engine import distributed
 from cnnkit.engine.checkpoint import load_checkpoint
 from cnnkit.engine.config import TrainConfig
 from cnnkit.engine.progress import Reporter
-from cnnkit.engine.rundir import check_writable
+from cnnkit.engine.rundir import check_writable, remove_stale_temporaries
 from cnnkit.engine.setup import prepare_training
 from cnnkit.engine.trainer import Trainer
 
@@ -29,6 +29,8 @@ def resume_training(target: str | Path, reporter: Reporter | None = None, *, epo
     checkpoint = load_checkpoint(target, prefer="last")
     run_dir = Path(checkpoint["path"]).parent
     check_writable(run_dir)
+    if distributed.world().main:  # rank 0 alone writes in the run directory
+        remove_stale_temporaries(run_dir)
     config = TrainConfig.from_dict(checkpoint["train"]["config"])
     if epochs is not None:
         config.epochs = epochs
