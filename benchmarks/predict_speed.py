@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cnnkit  # noqa: F401  (first: it sets OpenMP's wait policy before torch loads, for both loops alike)
 import numpy as np
 import torch
 from PIL import Image

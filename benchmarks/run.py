@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cnnkit  # noqa: F401  (first: it sets OpenMP's wait policy before torch loads, for both loops alike)
 import torch
 
 HERE = Path(__file__).resolve().parent

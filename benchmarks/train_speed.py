@@ -14,6 +14,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
+import cnnkit  # noqa: F401  (first: it sets OpenMP's wait policy before torch loads, for both loops alike)
 import torch
 
 from common import seed_style_train, synthetic_idx_dir, table

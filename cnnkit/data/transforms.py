@@ -63,8 +63,16 @@ class BatchTransform:
             std_t = std_t.mean().repeat(out_channels)
         self.mean = mean_t.view(1, -1, 1, 1).to(device)
         self.std = std_t.view(1, -1, 1, 1).to(device)
+        # (x / 255 - mean) / std as one multiply-add on the uint8 values, for the common case
+        # of no channel change, resize or augmentation: fewer passes per batch.
+        self._scale = (1.0 / (255.0 * self.std))
+        self._shift = -self.mean / self.std
 
     def __call__(self, images: torch.Tensor, train: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+        plain = images.shape[1] == self.out_channels and images.shape[-2:] == (self.input_size, self.input_size)
+        if plain and not (train and self.augment):
+            x = torch.addcmul(self._shift, images.float(), self._scale)
+            return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
         x = images.float().div_(255)
         x = self._fix_channels(x)
         if x.shape[-2:] != (self.input_size, self.input_size):

@@ -225,7 +225,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            self.scheduler.step()
+            if self.cfg.schedule != "none":  # a constant rate needs no per-batch Python
+                self.scheduler.step()
             n = labels.shape[0]
             loss_sum += loss.detach().double() * n
             correct += (logits.detach().argmax(1) == labels).sum()
