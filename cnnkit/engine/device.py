@@ -39,6 +39,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def _cpu() -> torch.device:
-    # Match intra-op threads to the cores this process may use (containers often allow fewer).
-    torch.set_num_threads(usable_cores())
+    # Match intra-op threads to the cores this process may use (containers often allow fewer),
+    # unless the user chose a number with OMP_NUM_THREADS (torchrun sets it too).
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(usable_cores())
     return torch.device("cpu")
