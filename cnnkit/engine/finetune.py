@@ -28,7 +28,7 @@ from cnnkit.engine.features import (
 from cnnkit.engine.progress import Reporter
 from cnnkit.engine.rundir import new_run_dir
 from cnnkit.engine.setup import (
-    batches_for, data_section, eval_batch_size, prepare_data, training_splits, use_channels_last, validate_config,
+    batches_for, data_section, eval_batch_size, prepare_data, training_splits, place_model, validate_config,
 )
 from cnnkit.engine.state import seed_everything
 from cnnkit.engine.trainer import Phase, Trainer, TrainSetup
@@ -202,12 +202,7 @@ def prepare_finetune(cfg: TrainConfig, reporter: Reporter, run_dir: Path | None 
         reporter.note(f"note: repeating the grey channel to 3 channels for {spec.name}")
     num_classes = len(dataset.classes)
     replace_head(model, spec, num_classes)
-    model.to(device)
-    channels_last = use_channels_last(device, model)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    channels_last = place_model(model, device)
     amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
     name = head_name(model)
     head = model.get_submodule(name)

@@ -149,6 +149,17 @@ def use_channels_last(device: torch.device, model: torch.nn.Module) -> bool:
     return device.type == "cuda" and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
 
 
+def place_model(model: torch.nn.Module, device: torch.device) -> bool:
+    """Move the model to the device, channels_last for conv nets on CUDA; returns whether it is."""
+    model.to(device)
+    channels_last = use_channels_last(device, model)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
+    return channels_last
+
+
 def prepare_training(cfg: TrainConfig, reporter: Reporter, run_dir: Path | None = None) -> TrainSetup:
     validate_config(cfg)
     device, place = join_world(cfg, reporter)
@@ -163,12 +174,7 @@ def prepare_training(cfg: TrainConfig, reporter: Reporter, run_dir: Path | None 
     if in_channels != dataset.channels:
         reporter.note(f"note: repeating the grey channel to {in_channels} channels for {spec.name}")
     model = initialise(get_model(spec.name, in_channels=in_channels, num_classes=len(dataset.classes), image_size=input_size), cfg.init)
-    model.to(device)
-    channels_last = use_channels_last(device, model)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    channels_last = place_model(model, device)
     mean, std = normalisation(train_split, dataset.channels)
     transform = BatchTransform(mean, std, in_channels, input_size, parse_augment(cfg.augment), device, channels_last)
     train_batches, val_batches = batches_for(cfg, dataset, train_split, val_split, device, place)

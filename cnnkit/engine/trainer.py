@@ -26,6 +26,7 @@ from cnnkit.engine.optim import build_optimizer, build_scheduler
 from cnnkit.engine.progress import Reporter
 from cnnkit.engine.rundir import write_config, write_metrics
 from cnnkit.engine.state import capture_rng, restore_rng
+from cnnkit.errors import CnnkitError
 
 
 @dataclass
@@ -218,13 +219,19 @@ class Trainer:
 
         started = time.perf_counter()
         for images, labels in s.train_batches.epoch(epoch, st.step_in_epoch):
-            x = s.transform(images, train=True, generator=self.augment_generator)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.amp):
-                logits = self.forward(x)
-                loss = self.criterion(logits.float(), labels)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            try:
+                x = s.transform(images, train=True, generator=self.augment_generator)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=s.amp):
+                    logits = self.forward(x)
+                    loss = self.criterion(logits.float(), labels)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+            except torch.cuda.OutOfMemoryError:
+                raise CnnkitError(
+                    f"the device ran out of memory at batch size {cfg.batch_size}",
+                    f"try --batch-size {max(1, cfg.batch_size // 2)}; the run's last checkpoint is intact",
+                ) from None
             if self.cfg.schedule != "none":  # a constant rate needs no per-batch Python
                 self.scheduler.step()
             n = labels.shape[0]
