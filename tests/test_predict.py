@@ -331,3 +331,14 @@ def test_jpeg_fast_path_decodes_exactly_like_load_image(tmp_path):
     (tmp_path / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
     with pytest.raises(ImageReadError):
         rgb(tmp_path / "truncated.jpg")
+
+
+def test_misspelt_pretrained_name_suggests_the_close_match(cli, tmp_path):
+    from PIL import Image
+
+    photo = tmp_path / "cat.png"
+    Image.new("RGB", (8, 8), "orange").save(photo)
+    code, out, err = cli("predict", str(photo), "--model", "resnet81")
+    assert code == 1
+    assert err.splitlines()[0].startswith("error: --model resnet81")
+    assert err.splitlines()[1].startswith("hint: did you mean resnet18")

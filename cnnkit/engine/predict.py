@@ -178,10 +178,11 @@ def open_classifier(model: str, device: torch.device):
     pretrained = "mobilenet_v2, resnet18, vgg16, alexnet"
     try:
         spec = get_spec(model)
-    except ModelError:
+    except ModelError as exc:
+        suggestion = exc.hint if exc.hint and exc.hint.startswith("did you mean") else None
         raise CheckpointError(
             f"--model {model}: no such checkpoint or run directory, and not a pretrained model name",
-            f"pass a .pt file, a run directory, or one of: {pretrained}",
+            suggestion or f"pass a .pt file, a run directory, or one of: {pretrained}",
         ) from None
     if spec.weights is None:
         raise ModelError(
