@@ -106,7 +106,7 @@ def test_filter_images_are_scaled_per_filter():
     assert filter_images(torch.randn(8, 16, 3, 3)).shape == (8, 1, 3, 3)  # averaged over 16 inputs
 
 
-def test_checkpoint_errors(cli, lenet_run, tmp_path):
+def test_bad_checkpoints_fail_cleanly(cli, lenet_run, tmp_path):
     code, _, stderr = cli("visualize-filter", "--checkpoint", lenet_run, "--layer", "conv9", "--out", tmp_path / "x.png")
     assert_one_error(code, stderr, 2)
     assert "conv1 (0), conv2 (3), conv3 (6)" in stderr
