@@ -84,6 +84,8 @@ def handle_errors(func: Callable) -> Callable:
         except Exception as exc:  # a bug: still one line, with the way to see more
             if os.environ.get(DEBUG_ENV):
                 raise
+            if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda's, named without importing torch here
+                raise fail("the device ran out of memory", "use a smaller --batch-size, or --device cpu") from None
             raise fail(
                 f"unexpected {type(exc).__name__}: {exc}",
                 f"this is a bug in cnnkit; rerun with {DEBUG_ENV}=1 to see the traceback",

@@ -52,6 +52,7 @@ def finetune(
     resume: opt.Resume = None,
     amp: opt.Amp = None,
     compile: opt.Compile = False,
+    auto_batch: opt.AutoBatch = False,
     workers: opt.Workers = None,
     limit: opt.Limit = None,
     memory_budget: opt.MemoryBudget = None,
@@ -69,7 +70,8 @@ def finetune(
 
     reporter = Reporter(quiet=quiet or json_output)
     if resume is not None:
-        summary = resume_finetune(resume, reporter, epochs=epochs, device=device, workers=workers)
+        summary = resume_finetune(resume, reporter, epochs=epochs, device=device, workers=workers,
+                                  auto_batch=auto_batch)
     else:
         if model is None:
             raise UsageError("missing MODEL", "e.g. `cnnkit finetune mobilenet --dataset cats-dogs`")
@@ -77,7 +79,7 @@ def finetune(
             model=model, dataset=dataset, data_dir=str(data_dir), batch_size=batch_size, lr=lr,
             optimizer=optimizer.value, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
             schedule=schedule.value, label_smoothing=label_smoothing, augment=augment, val_split=val_split,
-            val_every=val_every, out=str(out), name=name, amp=amp, compile=compile, workers=workers, limit=limit,
+            val_every=val_every, out=str(out), name=name, amp=amp, compile=compile, auto_batch=auto_batch, workers=workers, limit=limit,
             seed=seed, device=device,
             # --no-cache is a zero memory budget: stream and decode every epoch, keep no features.
             memory_budget=memory_budget if cache else "0",

@@ -38,6 +38,7 @@ def train(
     resume: opt.Resume = None,
     amp: opt.Amp = None,
     compile: opt.Compile = False,
+    auto_batch: opt.AutoBatch = False,
     workers: opt.Workers = None,
     limit: opt.Limit = None,
     memory_budget: opt.MemoryBudget = None,
@@ -55,7 +56,8 @@ def train(
 
     reporter = Reporter(quiet=quiet or json_output)
     if resume is not None:
-        summary = resume_training(resume, reporter, epochs=epochs, device=device, workers=workers)
+        summary = resume_training(resume, reporter, epochs=epochs, device=device, workers=workers,
+                                  auto_batch=auto_batch)
     else:
         if model is None:
             raise UsageError("missing MODEL", "e.g. `cnnkit train lenet`; list models with `cnnkit summary --list`")
@@ -63,7 +65,7 @@ def train(
             model=model, dataset=dataset, data_dir=str(data_dir), epochs=epochs or 5, batch_size=batch_size,
             lr=lr, optimizer=optimizer.value, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
             schedule=schedule.value, label_smoothing=label_smoothing, init=init.value, augment=augment,
-            val_split=val_split, val_every=val_every, out=str(out), name=name, amp=amp, compile=compile,
+            val_split=val_split, val_every=val_every, out=str(out), name=name, amp=amp, compile=compile, auto_batch=auto_batch,
             workers=workers, limit=limit, seed=seed, device=device, memory_budget=memory_budget,
         )
         summary = start_training(config, reporter)

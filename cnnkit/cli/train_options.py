@@ -61,6 +61,7 @@ Name = Annotated[Optional[str], typer.Option("--name", help="Run directory name 
 Resume = Annotated[Optional[Path], typer.Option("--resume", help="Run directory or checkpoint to continue exactly.", show_default=False)]
 Amp = Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast (default: on for CUDA).", show_default=False)]
 Compile = Annotated[bool, typer.Option("--compile", help="Wrap the model in torch.compile.")]
+AutoBatch = Annotated[bool, typer.Option("--auto-batch", help="On a CUDA out-of-memory error, split each batch into halves (then quarters...) and retry; the step stays that of --batch-size.")]
 Workers = Annotated[Optional[int], typer.Option("--workers", min=0, help="Decode workers for folders.", show_default=False)]
 Limit = Annotated[Optional[int], typer.Option("--limit", min=1, help="Use only N training images, for quick trials.", show_default=False)]
 MemoryBudget = Annotated[Optional[str], typer.Option("--memory-budget", envvar="CNNKIT_MEMORY_BUDGET", help="Largest decoded dataset held in memory, e.g. 4G (default: a quarter of RAM).", show_default=False)]

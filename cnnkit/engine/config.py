@@ -27,6 +27,7 @@ class TrainConfig:
     name: str | None = None
     amp: bool | None = None  # None: on for CUDA, off elsewhere
     compile: bool = False
+    auto_batch: bool = False
     workers: int | None = None
     limit: int | None = None
     seed: int = 0

@@ -24,6 +24,20 @@ class EvalResult:
     labels: torch.Tensor | None = None
 
 
+def eval_logits(model, x: torch.Tensor, amp: bool) -> torch.Tensor:
+    """Eval-mode logits in float32. A batch that does not fit in device memory runs in halves:
+    in eval mode every image's logits are independent of the rest of its batch, so the result is the same."""
+    try:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+            return model(x).float()
+    except torch.cuda.OutOfMemoryError:
+        if x.shape[0] == 1:
+            raise
+    if x.is_cuda:
+        torch.cuda.empty_cache()
+    return torch.cat([eval_logits(model, half, amp) for half in x.tensor_split(2)])
+
+
 @torch.no_grad()
 def run_evaluation(model, batches, transform, num_classes: int, *, device, amp: bool = False, k: int = 5,
                    keep_predictions: bool = False, epoch: int = 0) -> EvalResult:
@@ -38,10 +52,7 @@ def run_evaluation(model, batches, transform, num_classes: int, *, device, amp: 
     keep = []
     k = max(1, min(k, num_classes))
     for images, labels in batches.epoch(epoch):
-        x = transform(images, train=False)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(x)
-        logits = logits.float()
+        logits = eval_logits(model, transform(images, train=False), amp)
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
         predicted = logits.argmax(1)
         correct += (predicted == labels).sum()

@@ -23,8 +23,12 @@ def start_training(config: TrainConfig, reporter: Reporter | None = None) -> dic
 
 
 def resume_training(target: str | Path, reporter: Reporter | None = None, *, epochs: int | None = None,
-                    device: str | None = None, workers: int | None = None) -> dict:
-    """Continue from last.pt with the run's own configuration; --epochs may raise the total."""
+                    device: str | None = None, workers: int | None = None, auto_batch: bool = False) -> dict:
+    """Continue from last.pt with the run's own configuration; --epochs may raise the total.
+
+    --auto-batch may be switched on for the rest of a run that ran out of memory: it keeps the step, so the run
+    continues as it was configured.
+    """
     reporter = reporter or Reporter()
     checkpoint = load_checkpoint(target, prefer="last")
     run_dir = Path(checkpoint["path"]).parent
@@ -38,6 +42,7 @@ def resume_training(target: str | Path, reporter: Reporter | None = None, *, epo
         config.device = device
     if workers is not None:
         config.workers = workers
+    config.auto_batch = config.auto_batch or auto_batch
     if config.mode != "train":
         from cnnkit.engine.finetune import prepare_finetune
 
