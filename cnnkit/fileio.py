@@ -100,3 +100,23 @@ def _write_failure(path: Path, exc: RuntimeError) -> Exception:
     if "unexpected pos" in str(exc) or "write" in str(exc).lower():
         return OSError(errno.EIO, f"writing failed ({str(exc).splitlines()[0][:120]})", target)
     return exc
+
+
+def load_cache(path: str | os.PathLike):
+    """A cache file written by atomic_torch_save, or None if it is missing or damaged in any way.
+
+    torch.load does not check the zip's CRCs, so a flipped bit on disk would come
+    back as wrong pixels or features; the CRCs are checked first. A cache is only
+    ever a shortcut: the caller rebuilds what it holds.
+    """
+    import zipfile
+
+    import torch
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if archive.testzip() is not None:
+                return None
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None

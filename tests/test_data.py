@@ -18,6 +18,8 @@ from cnnkit.data.memory import parse_bytes
 from cnnkit.data.resolve import load_dataset
 from cnnkit.errors import DataError, UsageError
 
+from hostile import write_bad_checkpoint
+
 
 def test_mnist_sample_split():
     ds = load_dataset("mnist-sample")
@@ -48,6 +50,16 @@ def test_decoded_folder_is_cached_beside_the_data(cifar_folder):
     Image.new("RGB", (32, 32), (255, 0, 0)).save(victim)
     changed = load_dataset(str(cifar_folder)).splits["train"]
     assert not torch.equal(first.images, changed.images)
+
+
+def test_a_damaged_cache_is_decoded_again_not_trusted(cifar_folder):
+    first = load_dataset(str(cifar_folder)).splits["train"]
+    cache = max((cifar_folder / ".cnnkit-cache").glob("decoded-*.pt"), key=lambda c: c.stat().st_size)  # train's
+    write_bad_checkpoint(cache, cache, "bit-flip")  # one pixel byte: torch.load alone would return it
+    assert not torch.equal(torch.load(cache, weights_only=True)["images"], first.images)
+    again = load_dataset(str(cifar_folder)).splits["train"]
+    assert torch.equal(again.images, first.images)
+    assert torch.equal(torch.load(cache, weights_only=True)["images"], first.images)  # and the cache is whole again
 
 
 def test_class_folders_split_deterministically_by_seed(pets_folder):

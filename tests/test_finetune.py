@@ -30,6 +30,7 @@ from cnnkit.models import get_spec
 from cnnkit.models.backbones import replace_head, torchvision_architecture, weights_path
 
 from conftest import DATA
+from hostile import write_bad_checkpoint
 
 PETS = DATA / "pets-sample"
 
@@ -220,6 +221,11 @@ def test_features_mode_caches_features_and_writes_a_full_checkpoint(tiny_pets, r
     assert "trainable" in stdout and f"{head.weight.numel() + head.bias.numel():,}" in stdout
     code, _, stderr = cli(*args, "--no-cache")
     assert code == 0 and "reusing" not in stderr and "ran the backbone" in stderr
+    # A cache damaged on disk is computed again, never trusted.
+    write_bad_checkpoint(cache, cache, "bit-flip")
+    code, _, stderr = cli(*args)
+    assert code == 0 and "reusing" not in stderr and "ran the backbone" in stderr
+    torch.testing.assert_close(torch.load(cache, weights_only=True)["val"], cached["val"])
 
 
 # ---- errors ------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import torch
 from cnnkit.data.dataset import FileSplit, TensorSplit
 from cnnkit.data.images import ImageReadError, is_image_file, load_image, probe_image
 from cnnkit.errors import DataError
+from cnnkit.fileio import load_cache
 
 CACHE_DIR = ".cnnkit-cache"
 CACHE_VERSION = 1
@@ -122,13 +123,12 @@ def load_folder_split(
     if not in_memory:
         return FileSplit(list(files), torch.tensor(labels, dtype=torch.long), resize_to), [], False
     cache = root / CACHE_DIR / f"decoded-{_cache_key(files, channels, size, resize_to)}.pt"
-    if cache.is_file():
-        try:
-            saved = torch.load(cache, map_location="cpu", weights_only=True)
-            skipped = [tuple(s) for s in saved["skipped"]]
-            return TensorSplit(saved["images"], saved["labels"]), skipped, True
-        except Exception:  # a damaged cache is rebuilt, never trusted
-            pass
+    saved = load_cache(cache) if cache.is_file() else None
+    try:
+        skipped = [tuple(s) for s in saved["skipped"]]
+        return TensorSplit(saved["images"], saved["labels"]), skipped, True
+    except (TypeError, KeyError, ValueError):  # no cache, or a damaged one: decode again, never trust it
+        pass
     if progress_factory:
         with progress_factory(f"decoding {root.name}", len(files)) as advance:
             split, skipped = decode_files(files, labels, channels, size, resize_to, workers, advance)

@@ -99,12 +99,12 @@ def feature_cache_key(model_name: str, weights: Path, preprocessing: dict, train
 
 
 def load_cached_features(path: Path) -> tuple[TensorSplit, TensorSplit] | None:
-    if not path.is_file():
-        return None
+    from cnnkit.fileio import load_cache
+
+    saved = load_cache(path) if path.is_file() else None
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
         return TensorSplit(saved["train"], saved["train_labels"]), TensorSplit(saved["val"], saved["val_labels"])
-    except Exception:  # a damaged cache is recomputed, never trusted
+    except (TypeError, KeyError, ValueError):  # no cache, or a damaged one: extract again, never trust it
         return None
 
 
