@@ -63,6 +63,26 @@ def resnet_weights(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def calibrated_resnet_weights(tmp_path_factory) -> Path:
+    """Random ResNet18 weights whose BatchNorm statistics were measured on pets photos, so that its
+    features spread out like a trained network's rather than collapsing to one prediction."""
+    from cnnkit.data.images import load_image
+
+    torch.manual_seed(1)
+    model = torchvision.models.resnet18()
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.momentum = None  # a plain average over the batches
+    photos = torch.stack([load_image(p, 3, (224, 224), 256) for p in _photos("Cat")[:8] + _photos("Dog")[:8]])
+    preset = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.transforms()
+    with torch.no_grad():
+        mean, std = torch.tensor(preset.mean)[:, None, None], torch.tensor(preset.std)[:, None, None]
+        model.train()((photos.float() / 255 - mean) / std)
+    path = tmp_path_factory.mktemp("weights") / "resnet18-calibrated.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
 @pytest.fixture
 def resnet_in_hub(tmp_path, monkeypatch, resnet_weights) -> Path:
     """The random ResNet18 weights where torchvision's cache keeps the real ones."""
@@ -270,3 +290,25 @@ def test_bad_options_fail_with_one_error_line(args, code, message, tiny_pets, re
     assert exit_code == code and one_error_line(stderr), stderr
     assert message in stderr
 
+
+
+def test_features_mode_writes_checkpoints_once_with_the_best_head(calibrated_resnet_weights, tmp_path, cli, monkeypatch):
+    # Epochs on cached features take milliseconds; the full model is written at the end, not after each one.
+    from cnnkit.engine import trainer
+
+    saved = []
+    real_save = trainer.save_checkpoint
+    monkeypatch.setattr(trainer, "save_checkpoint", lambda path, ckpt: (saved.append(Path(path).name), real_save(path, ckpt)))
+    pets = make_pets_split(tmp_path / "pets", train_per_class=8, test_per_class=6)
+    code, stdout, stderr = cli("finetune", "resnet18", "--weights", calibrated_resnet_weights, "--dataset", pets, "--mode", "features",
+                               "--head-epochs", "8", "--lr", "0.001", "--out", tmp_path / "runs", "--json")
+    assert code == 0, stderr
+    assert sorted(saved) == ["best.pt", "last.pt"]
+    run = Path(json.loads(stdout)["run_dir"])
+    with open(run / "metrics.csv", newline="") as f:
+        val_acc = [float(row["val_acc"]) for row in csv.DictReader(f)]
+    assert len(val_acc) == 8 and max(val_acc) > val_acc[-1]  # the best epoch is not the last one
+    for checkpoint, expected in (("best.pt", max(val_acc)), ("last.pt", val_acc[-1])):
+        code, stdout, stderr = cli("evaluate", run / checkpoint, "--json")
+        assert code == 0, stderr
+        assert json.loads(stdout)["accuracy"] == pytest.approx(expected), checkpoint

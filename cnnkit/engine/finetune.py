@@ -243,6 +243,7 @@ def prepare_finetune(cfg: TrainConfig, reporter: Reporter, run_dir: Path | None 
         freeze=lambda _model, frozen: set_frozen(model, head, frozen),
         skipped=skipped,
         extra_train={"finetune": {"mode": cfg.mode, "weights": str(weights), "head": name, "phases": counts}},
+        checkpoint_every_epoch=cfg.mode != "features",
     )
 
 

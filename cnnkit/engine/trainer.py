@@ -56,6 +56,10 @@ class TrainSetup:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     extra_train: dict = field(default_factory=dict)  # e.g. finetune's trainable counts
     world: World = field(default_factory=World)
+    # Features mode: epochs take a moment and the backbone never changes, so writing the whole model
+    # (528 MB for VGG16) after every epoch would cost more than the training. Checkpoints are written at
+    # the end (and on Ctrl-C); the best epoch's trainable weights wait in memory until then.
+    checkpoint_every_epoch: bool = True
 
 
 @dataclass
@@ -107,6 +111,7 @@ class Trainer:
         self.state = LoopState()
         self.phase_index = -1
         self.pieces = 1  # --auto-batch: each batch runs in this many forward passes
+        self.best_trainable: dict[str, torch.Tensor] | None = None  # see TrainSetup.checkpoint_every_epoch
         self.optimizer = self.scheduler = None
         self.total_epochs = sum(p.epochs for p in setup.phases)
 
@@ -169,6 +174,7 @@ class Trainer:
         return build_checkpoint(model, self.s.data_section, train)
 
     def _save(self, best: bool = False) -> None:
+        """last.pt, and best.pt: the current weights when `best`, else the held best weights, if any."""
         rng = distributed.gather(capture_rng(self.augment_generator))  # every rank takes part
         if not self.world.main:
             return
@@ -176,6 +182,20 @@ class Trainer:
         save_checkpoint(self.s.run_dir / "last.pt", checkpoint)
         if best:
             save_checkpoint(self.s.run_dir / "best.pt", checkpoint)
+        elif self.best_trainable is not None:
+            current = self._trainable_weights()
+            self._load_trainable(self.best_trainable)
+            save_checkpoint(self.s.run_dir / "best.pt", self._checkpoint(rng))  # written before the swap back
+            self._load_trainable(current)
+
+    def _trainable_weights(self) -> dict[str, torch.Tensor]:
+        return {name: p.detach().clone() for name, p in self.model.named_parameters() if p.requires_grad}
+
+    @torch.no_grad()
+    def _load_trainable(self, weights: dict[str, torch.Tensor]) -> None:
+        parameters = dict(self.model.named_parameters())
+        for name, value in weights.items():
+            parameters[name].copy_(value)
 
     # ---- the loop --------------------------------------------------------------------
     def fit(self) -> dict:
@@ -270,7 +290,12 @@ class Trainer:
         is_best = val.accuracy > st.best_val_acc
         if is_best:
             st.best_val_acc = val.accuracy
-        self._save(best=is_best)
+        if s.checkpoint_every_epoch:
+            self._save(best=is_best)
+        elif st.epoch == self.total_epochs:
+            self._save(best=is_best)
+        elif is_best:
+            self.best_trainable = self._trainable_weights()
         if self.world.main:
             write_metrics(s.run_dir, st.history)
             self._plot()
