@@ -82,12 +82,16 @@ def decode_plain_jpeg(path: Path, channels: int, size: tuple[int, int]) -> torch
     of Pillow's per-image Python cost, which dominates small images. Anything
     else (other sizes, CMYK, damaged files) returns None and goes through
     load_image, which resizes, converts and words the errors.
-    """
-    from torchvision.io import ImageReadMode, decode_jpeg, read_file
 
+    torchvision 0.29 deprecates its decoders in favour of TorchCodec (a
+    DeprecationWarning, hidden outside tests). They still work; once they are
+    gone every image takes the load_image path, slower but the same pixels.
+    """
     try:
+        from torchvision.io import ImageReadMode, decode_jpeg, read_file
+
         image = decode_jpeg(read_file(str(path)), mode=ImageReadMode.UNCHANGED, apply_exif_orientation=True)
-    except (RuntimeError, ValueError, OSError):
+    except (ImportError, RuntimeError, ValueError, OSError):
         return None
     return image if image.shape[0] == channels and tuple(image.shape[1:]) == tuple(size) else None
 
