@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import DATA
+from conftest import DATA, run_cnnkit
 
 
 def train_run(out: Path, **options) -> Path:
@@ -154,6 +154,15 @@ def test_bad_checkpoint_is_one_error_line(cli, tmp_path, make):
     code, out, err = cli("evaluate", target)
     assert code == 1 and out == ""
     assert err.count("error:") == 1 and "Traceback" not in err
+
+
+def test_a_damaged_file_prints_no_library_warning(tmp_path):
+    # In a real process, where torch's UserWarning about the pickle protocol would reach stderr.
+    target = tmp_path / "thing.pt"
+    target.write_bytes(b"\x80\x04not a checkpoint")
+    done = run_cnnkit("evaluate", target)
+    assert done.returncode == 1 and done.stdout == ""
+    assert [line.split(":")[0] for line in done.stderr.splitlines()] == ["error", "hint"], done.stderr
 
 
 def test_training_data_that_moved_asks_for_dataset(cli, cifar_run, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -74,7 +75,10 @@ def safe_torch_load(path: Path):
     """torch.load with weights_only=True; every way a file can be bad becomes a CheckpointError."""
     _check_crcs(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # A damaged legacy file makes torch warn about its pickle protocol before failing: our error says it all.
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
         if "Unsupported global" in text or "GLOBAL" in text:  # the pickle names a callable: it would run code
