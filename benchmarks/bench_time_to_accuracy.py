@@ -17,7 +17,7 @@ import time
 import torch
 from torch import nn
 
-from common import SeedStyleDataset, seed_style_evaluate
+from common import SeedStyleDataset, seed_style_evaluate, tutorial_threads
 from harness import Context, PeakMemory, Row, StopTraining, cnnkit_train, compile_verdict, mib, pct, target_note
 
 from cnnkit.data.catalog import load_mnist_sample
@@ -30,6 +30,7 @@ MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 
 
 def seed_recipe(device: torch.device, max_epochs: int = SEED_EPOCHS) -> dict:
+    tutorial_threads()
     started = time.perf_counter()
     splits, _ = load_mnist_sample()
     train, test = splits["train"], splits["test"]

@@ -14,6 +14,14 @@ from torch import nn
 
 from cnnkit.data.idx import write_idx
 
+# What a tutorial script runs with: torch's own default thread count. cnnkit's engine sets the process-wide
+# count for its runs (one thread for tiny models on CPU), so each reference loop puts the default back first.
+TUTORIAL_THREADS = torch.get_num_threads()
+
+
+def tutorial_threads() -> None:
+    torch.set_num_threads(TUTORIAL_THREADS)
+
 
 def synthetic_idx_dir(folder: Path, n: int, shape: tuple[int, ...], classes: int = 10, seed: int = 0) -> Path:
     """An IDX directory (what export-idx writes) with random pixels: (n, H, W) grey or (n, H, W, 3) colour."""
@@ -47,6 +55,7 @@ def seed_style_train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *
                      optimizer: str = "sgd", workers: int = 2, mean=(0.5,), std=(0.5,), max_images: int | None = None,
                      device: torch.device | str | None = None) -> float:
     """The tutorial's loop for one epoch; returns images per second. `device`: move each batch there, as the GPU tutorials do."""
+    tutorial_threads()
     loader = torch.utils.data.DataLoader(SeedStyleDataset(images, labels, mean, std), batch_size=batch_size,
                                          shuffle=True, num_workers=workers)
     opt = (torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9) if optimizer == "sgd"
@@ -74,6 +83,7 @@ def seed_style_train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *
 def seed_style_evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, batch_size: int, workers: int = 2,
                         mean=(0.5,), std=(0.5,), device: torch.device | str | None = None) -> tuple[float, float]:
     """The tutorial's test loop (no_grad, argmax, `.item()` per batch); returns (accuracy, images per second)."""
+    tutorial_threads()
     loader = torch.utils.data.DataLoader(SeedStyleDataset(images, labels, mean, std), batch_size=batch_size,
                                          shuffle=False, num_workers=workers)
     model.eval()
@@ -92,10 +102,11 @@ def seed_style_evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray
 
 def tensor_resident_train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
                           device: torch.device | str, lr: float = 0.001, mean=(0.5,), std=(0.5,)) -> float:
-    """A bare loop over uint8 images already on the device: the ceiling a training engine can approach.
+    """A bare loop over uint8 images already on the device, at torch's default threads and memory format.
 
     No metrics, no progress, no host synchronisation until the end; one epoch, images per second.
     """
+    tutorial_threads()
     device = torch.device(device)
     images, labels = images.to(device), labels.to(device)
     mean_t = torch.tensor(mean, device=device).view(1, -1, 1, 1)

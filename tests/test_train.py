@@ -243,15 +243,3 @@ def test_openmp_threads_sleep_unless_the_user_says_otherwise(preset, expected):
     code = "import os, cnnkit; print(os.environ['OMP_WAIT_POLICY'])"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert result.stdout.strip() == expected
-
-
-def test_out_of_memory_is_one_line_with_a_smaller_batch(cli, monkeypatch):
-    # No GPU here: raise the real CUDA OOM exception class from the first layer.
-    def out_of_memory(self, x):
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-
-    monkeypatch.setattr(torch.nn.Flatten, "forward", out_of_memory)
-    code, out, err = cli("train", "mlp", "--epochs", "1", "--limit", "500")
-    assert code == 1 and out == ""
-    assert err.splitlines()[0] == "error: the device ran out of memory at batch size 64"
-    assert "--batch-size 32" in err.splitlines()[1]

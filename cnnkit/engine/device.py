@@ -44,3 +44,30 @@ def _cpu() -> torch.device:
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(usable_cores())
     return torch.device("cpu")
+
+
+# Forward multiply-adds per batch that make another CPU thread worth its hand-offs. Measured on 2 shared
+# vCPUs: LeNet at batch 14 (9M) trains 2x faster on one thread than on two, the MNIST cnn at batch 64
+# (340M) 1.2x faster on two, and in between it is a toss-up (benchmarks/README: "CPU threads").
+MACS_PER_THREAD = 50e6
+
+
+def cpu_threads_for(forward_macs: float) -> int:
+    """Intra-op threads for training steps whose forward pass does `forward_macs` multiply-adds."""
+    return max(1, min(usable_cores(), int(forward_macs // MACS_PER_THREAD)))
+
+
+def forward_macs(model: torch.nn.Module, input_shape: tuple[int, ...]) -> float:
+    """Multiply-adds of one forward pass at `input_shape`, counted by torch's FLOP counter on one image."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    param = next(model.parameters(), None)
+    x = torch.zeros((1, *input_shape[1:]), device=param.device if param is not None else "cpu")
+    try:
+        model.eval()  # BatchNorm must not count this image in its running statistics
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() / 2 * input_shape[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from cnnkit.data.resolve import load_dataset
 from cnnkit.data.transforms import BatchTransform, channel_stats, parse_augment
 from cnnkit.engine.config import TrainConfig
 from cnnkit.engine import distributed
-from cnnkit.engine.device import resolve_device, usable_cores
+from cnnkit.engine.device import cpu_threads_for, forward_macs, resolve_device, usable_cores
 from cnnkit.engine.distributed import World
 from cnnkit.engine.optim import OPTIMIZERS, SCHEDULES
 from cnnkit.engine.progress import Reporter, task_progress
@@ -146,11 +147,12 @@ def data_section(dataset: Dataset, cfg: TrainConfig, in_channels: int, input_siz
 
 
 def use_channels_last(device: torch.device, model: torch.nn.Module) -> bool:
-    return device.type == "cuda" and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    # oneDNN's CPU convolutions are faster in channels_last too (LeNet 1.2-1.8x, MobileNetV2 1.5x on 2 cores).
+    return device.type in ("cuda", "cpu") and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
 
 
 def place_model(model: torch.nn.Module, device: torch.device) -> bool:
-    """Move the model to the device, channels_last for conv nets on CUDA; returns whether it is."""
+    """Move the model to the device, channels_last for conv nets on CUDA and CPU; returns whether it is."""
     model.to(device)
     channels_last = use_channels_last(device, model)
     if channels_last:
@@ -175,6 +177,9 @@ def prepare_training(cfg: TrainConfig, reporter: Reporter, run_dir: Path | None 
         reporter.note(f"note: repeating the grey channel to {in_channels} channels for {spec.name}")
     model = initialise(get_model(spec.name, in_channels=in_channels, num_classes=len(dataset.classes), image_size=input_size), cfg.init)
     channels_last = place_model(model, device)
+    if device.type == "cpu" and not place.enabled and "OMP_NUM_THREADS" not in os.environ:
+        # Small models' steps are too short to share across cores: hand-offs cost more than they save.
+        torch.set_num_threads(cpu_threads_for(forward_macs(model, (cfg.batch_size, in_channels, input_size, input_size))))
     mean, std = normalisation(train_split, dataset.channels)
     transform = BatchTransform(mean, std, in_channels, input_size, parse_augment(cfg.augment), device, channels_last)
     train_batches, val_batches = batches_for(cfg, dataset, train_split, val_split, device, place)

@@ -201,7 +201,8 @@ class Trainer:
     def fit(self) -> dict:
         s, cfg, st = self.s, self.cfg, self.state
         if self.world.main:
-            write_config(s.run_dir, {**cfg.to_dict(), "processes": self.world.size,
+            cpu = {"cpu_threads": torch.get_num_threads()} if s.device.type == "cpu" else {}
+            write_config(s.run_dir, {**cfg.to_dict(), "processes": self.world.size, **cpu,
                                      "data": {k: v for k, v in s.data_section.items() if k != "classes"}})
         if st.epoch >= self.total_epochs:
             return self._summary(already_finished=True)
