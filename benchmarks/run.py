@@ -32,6 +32,7 @@ import bench_lenet  # noqa: E402
 import bench_mnist_cnn  # noqa: E402
 import bench_time_to_accuracy  # noqa: E402
 import memory_stream  # noqa: E402
+from common import tutorial_threads  # noqa: E402
 from harness import Context, Row, mib, process_peak_rss  # noqa: E402
 
 from cnnkit.engine.device import resolve_device, usable_cores  # noqa: E402
@@ -105,6 +106,7 @@ def main() -> None:
             ctx.tmp.mkdir(parents=True)
             case_started = time.perf_counter()
             print(f"case {number}...", file=sys.stderr, flush=True)
+            tutorial_threads()  # each case starts where a fresh process would: cnnkit's training sets its own count
             rows.extend(CASES[number](ctx))
             print(f"case {number} took {time.perf_counter() - case_started:.0f}s", file=sys.stderr, flush=True)
     print(f"cnnkit vs the seed tutorials' loops on {machine(device)}, device {device}"
