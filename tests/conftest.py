@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,10 @@ import pytest
 
 TESTS = Path(__file__).parent
 DATA = TESTS / "data"
+
+# A shell starts a background job (`pytest &`, `nohup ... &`) with SIGINT ignored, and children inherit that, so
+# the Ctrl-C tests' cnnkit processes would not hear it. Children of a process with a handler start with the default.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
