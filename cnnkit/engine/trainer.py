@@ -8,7 +8,6 @@ any moment leaves a run that --resume can finish exactly.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from cnnkit.engine.optim import build_optimizer, build_scheduler
 from cnnkit.engine.progress import Reporter
 from cnnkit.engine.rundir import write_config, write_metrics
 from cnnkit.engine.state import capture_rng, restore_rng
-from cnnkit.errors import CnnkitError
+from cnnkit.engine.step import TrainStep
 
 
 @dataclass
@@ -106,11 +105,12 @@ class Trainer:
         if self.cfg.compile:
             self.forward = torch.compile(self.forward)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.cfg.label_smoothing)
+        self.step = TrainStep(self.forward, self.criterion, amp=setup.amp, batch_size=self.cfg.batch_size,
+                              auto_batch=self.cfg.auto_batch, ddp=self.world.enabled, reporter=reporter)
         gen_device = setup.device if setup.device.type == "cuda" else "cpu"
         self.augment_generator = torch.Generator(device=gen_device).manual_seed(self.cfg.seed + self.world.rank)
         self.state = LoopState()
         self.phase_index = -1
-        self.pieces = 1  # --auto-batch: each batch runs in this many forward passes
         self.best_trainable: dict[str, torch.Tensor] | None = None  # see TrainSetup.checkpoint_every_epoch
         self.optimizer = self.scheduler = None
         self.total_epochs = sum(p.epochs for p in setup.phases)
@@ -245,8 +245,8 @@ class Trainer:
             try:
                 x = s.transform(images, train=True, generator=self.augment_generator)
             except torch.cuda.OutOfMemoryError:
-                raise self._out_of_memory_error() from None
-            logits, loss = self._train_step(x, labels)
+                raise self.step.out_of_memory_error() from None
+            logits, loss = self.step(self.optimizer, x, labels)
             if self.cfg.schedule != "none":  # a constant rate needs no per-batch Python
                 self.scheduler.step()
             n = labels.shape[0]
@@ -291,9 +291,7 @@ class Trainer:
         is_best = val.accuracy > st.best_val_acc
         if is_best:
             st.best_val_acc = val.accuracy
-        if s.checkpoint_every_epoch:
-            self._save(best=is_best)
-        elif st.epoch == self.total_epochs:
+        if s.checkpoint_every_epoch or st.epoch == self.total_epochs:
             self._save(best=is_best)
         elif is_best:
             self.best_trainable = self._trainable_weights()
@@ -304,64 +302,6 @@ class Trainer:
             f"{label}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%} | "
             f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%} | {row['images_per_s']:,.0f} img/s, {seconds:.1f}s"
         )
-
-    def _train_step(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step. With --auto-batch, an out-of-memory error splits the batch and retries it."""
-        while True:
-            try:
-                return self._forward_backward_step(x, labels)
-            except torch.cuda.OutOfMemoryError:
-                pass  # leave the except block first: the exception holds the failed step's tensors
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.s.device.type == "cuda":
-                torch.cuda.empty_cache()
-            if not self.cfg.auto_batch or 2 * self.pieces > labels.shape[0]:
-                raise self._out_of_memory_error()
-            self.pieces *= 2
-            self.reporter.warn(
-                f"out of memory at {-(-labels.shape[0] // (self.pieces // 2))} images per forward pass: "
-                f"retrying with each batch in {self.pieces} pieces (same batch size {self.cfg.batch_size} per step)"
-            )
-
-    def _forward_backward_step(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.pieces == 1:
-            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.s.amp):
-                logits = self.forward(x)
-                loss = self.criterion(logits.float(), labels)
-            loss.backward()
-            self.optimizer.step()
-            return logits, loss
-        # Gradient accumulation: each piece's mean loss weighted by its share adds up to the batch's mean loss,
-        # so the step, the schedule and the checkpoint are those of the whole batch.
-        n = labels.shape[0]
-        pieces = list(zip(x.tensor_split(self.pieces), labels.tensor_split(self.pieces)))
-        all_logits, loss = [], torch.zeros((), device=x.device)
-        for i, (xs, ys) in enumerate(pieces):
-            sync_now = i == len(pieces) - 1  # under DDP: one gradient all-reduce per step
-            with contextlib.nullcontext() if sync_now or not self.world.enabled else self.forward.no_sync():
-                with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.s.amp):
-                    logits = self.forward(xs)
-                    piece_loss = self.criterion(logits.float(), ys) * (ys.shape[0] / n)
-                piece_loss.backward()
-            all_logits.append(logits.detach())
-            loss += piece_loss.detach()
-        self.optimizer.step()
-        return torch.cat(all_logits), loss
-
-    def _out_of_memory_error(self) -> CnnkitError:
-        size = self.cfg.batch_size
-        if self.pieces > 1 or size == 1:
-            return CnnkitError(
-                f"the device ran out of memory even at {-(-size // self.pieces)} images per forward pass "
-                f"(batch size {size} in {self.pieces} pieces)",
-                "use a smaller model or input size; the run's last checkpoint is intact",
-            )
-        hint = f"try --batch-size {max(1, size // 2)}"
-        if not self.cfg.auto_batch:
-            hint += ", or --auto-batch to split batches that do not fit"
-        return CnnkitError(f"the device ran out of memory at batch size {size}",
-                           hint + "; the run's last checkpoint is intact")
 
     STOP_CHECK_EVERY = 20  # under torchrun, ranks agree on Ctrl-C every this many batches
 
