@@ -74,7 +74,7 @@ def test_nothing_fits_is_one_error_line(cli, device_room):
     code, _, err = cli(*TRAIN, "--epochs", "1", "--batch-size", "4", "--auto-batch")
     assert code == 1 and "Traceback" not in err
     [error] = [line for line in err.splitlines() if line.startswith("error:")]
-    assert error == "error: the device ran out of memory even at 1 images per forward pass (batch size 4 in 4 pieces)"
+    assert error == "error: the device ran out of memory even at 1 image per forward pass (batch size 4 in 4 pieces)"
 
 
 def test_resume_with_auto_batch_finishes_a_run_that_ran_out_of_memory(cli, device_room, tmp_path):

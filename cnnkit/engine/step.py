@@ -69,8 +69,9 @@ class TrainStep:
     def out_of_memory_error(self) -> CnnkitError:
         size = self.batch_size
         if self.pieces > 1 or size == 1:
+            images = -(-size // self.pieces)
             return CnnkitError(
-                f"the device ran out of memory even at {-(-size // self.pieces)} images per forward pass "
+                f"the device ran out of memory even at {images} image{'s' if images > 1 else ''} per forward pass "
                 f"(batch size {size} in {self.pieces} pieces)",
                 "use a smaller model or input size; the run's last checkpoint is intact",
             )
