@@ -48,7 +48,7 @@ def _cpu() -> torch.device:
 
 # Forward multiply-adds per batch that make another CPU thread worth its hand-offs. Measured on 2 shared
 # vCPUs: LeNet at batch 14 (9M) trains 2x faster on one thread than on two, the MNIST cnn at batch 64
-# (340M) 1.2x faster on two, and in between it is a toss-up (benchmarks/README: "CPU threads").
+# (340M) 1.2x faster on two, and in between it is a toss-up (README: Quick start, and Performance).
 MACS_PER_THREAD = 50e6
 
 
