@@ -102,21 +102,29 @@ def _write_failure(path: Path, exc: RuntimeError) -> Exception:
     return exc
 
 
-def load_cache(path: str | os.PathLike):
-    """A cache file written by atomic_torch_save, or None if it is missing or damaged in any way.
 
-    torch.load does not check the zip's CRCs, so a flipped bit on disk would come
-    back as wrong pixels or features; the CRCs are checked first. A cache is only
-    ever a shortcut: the caller rebuilds what it holds.
+def corrupt_zip_member(path: str | os.PathLike) -> str | None:
+    """The first member of a zip file (torch.save's format) whose CRC fails, or None.
+
+    torch.load does not check the CRCs, so a flipped bit on disk would load as
+    silently wrong tensors. Raises what zipfile raises for a file that is not a zip.
     """
     import zipfile
 
+    with zipfile.ZipFile(path) as archive:
+        return archive.testzip()
+
+
+def load_cache(path: str | os.PathLike):
+    """A cache file written by atomic_torch_save, or None if it is missing or damaged in any way.
+
+    A cache is only ever a shortcut: the caller rebuilds what it holds.
+    """
     import torch
 
     try:
-        with zipfile.ZipFile(path) as archive:
-            if archive.testzip() is not None:
-                return None
+        if corrupt_zip_member(path) is not None:
+            return None
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
         return None

@@ -123,12 +123,9 @@ def load_folder_split(
     if not in_memory:
         return FileSplit(list(files), torch.tensor(labels, dtype=torch.long), resize_to), [], False
     cache = root / CACHE_DIR / f"decoded-{_cache_key(files, channels, size, resize_to)}.pt"
-    saved = load_cache(cache) if cache.is_file() else None
-    try:
-        skipped = [tuple(s) for s in saved["skipped"]]
-        return TensorSplit(saved["images"], saved["labels"]), skipped, True
-    except (TypeError, KeyError, ValueError):  # no cache, or a damaged one: decode again, never trust it
-        pass
+    saved = load_cache(cache)  # None when missing or damaged: decode again, never trust it
+    if isinstance(saved, dict) and {"images", "labels", "skipped"} <= saved.keys():
+        return TensorSplit(saved["images"], saved["labels"]), [tuple(s) for s in saved["skipped"]], True
     if progress_factory:
         with progress_factory(f"decoding {root.name}", len(files)) as advance:
             split, skipped = decode_files(files, labels, channels, size, resize_to, workers, advance)

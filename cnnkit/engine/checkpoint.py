@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from cnnkit.errors import CheckpointError
-from cnnkit.fileio import atomic_torch_save
+from cnnkit.fileio import atomic_torch_save, corrupt_zip_member
 
 FORMAT = "cnnkit.checkpoint"
 VERSION = 1
@@ -51,14 +51,13 @@ def resolve_checkpoint_path(path: str | Path, prefer: str = "best") -> Path:
 
 
 def _check_crcs(path: Path) -> None:
-    """torch.load does not check the zip's CRCs: a flipped bit would load as silently wrong weights."""
+    """Unlike torch.load, refuse a checkpoint whose zip CRCs fail: it would load as silently wrong weights."""
     import zipfile
 
     try:
         if not zipfile.is_zipfile(path):
             return  # the legacy format, or not a zip at all: torch.load says what is wrong
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
+        bad = corrupt_zip_member(path)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError) as exc:
         raise CheckpointError(f"{path} is truncated or not a PyTorch file ({exc})",
                               "the previous good checkpoint of a run is its best.pt or last.pt") from None

@@ -101,11 +101,10 @@ def feature_cache_key(model_name: str, weights: Path, preprocessing: dict, train
 def load_cached_features(path: Path) -> tuple[TensorSplit, TensorSplit] | None:
     from cnnkit.fileio import load_cache
 
-    saved = load_cache(path) if path.is_file() else None
-    try:
-        return TensorSplit(saved["train"], saved["train_labels"]), TensorSplit(saved["val"], saved["val_labels"])
-    except (TypeError, KeyError, ValueError):  # no cache, or a damaged one: extract again, never trust it
+    saved = load_cache(path)  # None when missing or damaged: extract again, never trust it
+    if not (isinstance(saved, dict) and {"train", "train_labels", "val", "val_labels"} <= saved.keys()):
         return None
+    return TensorSplit(saved["train"], saved["train_labels"]), TensorSplit(saved["val"], saved["val_labels"])
 
 
 def save_cached_features(path: Path, train: TensorSplit, val: TensorSplit) -> bool:
