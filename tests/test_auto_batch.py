@@ -106,3 +106,13 @@ def test_evaluate_runs_a_batch_that_does_not_fit_in_pieces(cli, device_room, tmp
     for mistake in pieces["worst_mistakes"] + whole["worst_mistakes"]:
         mistake.update({k: round(v, 4) for k, v in mistake.items() if isinstance(v, float)})
     assert pieces == whole  # accuracy, per-class figures, confusion matrix, the same mistakes
+
+
+def test_not_even_one_image_fits_for_evaluation(cli, device_room, tmp_path):
+    # Evaluation halves a batch down to one image, then gives up: one error line from the CLI, not a bug report.
+    code, _, err = cli(*TRAIN, "--epochs", "1", "--name", "run")
+    assert code == 0, err
+    device_room["images"] = 0
+    code, out, err = cli("evaluate", tmp_path / "runs" / "run")
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert err.splitlines() == ["error: the device ran out of memory", "hint: use a smaller --batch-size, or --device cpu"]
