@@ -30,7 +30,7 @@ from cnnkit.models import get_spec
 from cnnkit.models.backbones import replace_head, torchvision_architecture, weights_path
 
 from conftest import DATA
-from hostile import write_bad_checkpoint
+from hostile import assert_clean_failure, write_bad_checkpoint
 
 PETS = DATA / "pets-sample"
 
@@ -96,10 +96,6 @@ def resnet_in_hub(tmp_path, monkeypatch, resnet_weights) -> Path:
 def metrics_phases(run: Path) -> list[str]:
     with open(run / "metrics.csv", newline="") as f:
         return [row["phase"] for row in csv.DictReader(f)]
-
-
-def one_error_line(stderr: str) -> bool:
-    return sum(line.startswith("error:") for line in stderr.splitlines()) == 1 and "Traceback" not in stderr
 
 
 # ---- heads and parameter counts --------------------------------------------------------
@@ -252,7 +248,7 @@ def test_features_mode_caches_features_and_writes_a_full_checkpoint(tiny_pets, r
 def test_missing_weights_fail_at_once_with_the_download_command(tmp_path, monkeypatch, cli):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
     code, _, stderr = cli("finetune", "resnet18", "--dataset", tmp_path / "no-such-data")
-    assert code == 1 and one_error_line(stderr)
+    assert_clean_failure(code, stderr)
     assert "cnnkit download --weights resnet18" in stderr
     assert "no-such-data" not in stderr  # it failed before looking at the data
 
@@ -274,7 +270,7 @@ def bad_weights(tmp_path, resnet_weights) -> dict[str, Path]:
 ])
 def test_weights_that_do_not_fit_are_named(kind, message, bad_weights, tiny_pets, cli):
     code, _, stderr = cli("finetune", "mobilenet", "--weights", bad_weights[kind], "--dataset", tiny_pets)
-    assert code == 1 and one_error_line(stderr), stderr
+    assert_clean_failure(code, stderr)
     assert message in stderr
 
 
@@ -287,7 +283,7 @@ def test_weights_that_do_not_fit_are_named(kind, message, bad_weights, tiny_pets
 ])
 def test_bad_options_fail_with_one_error_line(args, code, message, tiny_pets, resnet_weights, cli):
     exit_code, _, stderr = cli("finetune", *args, "--dataset", tiny_pets, "--weights", resnet_weights)
-    assert exit_code == code and one_error_line(stderr), stderr
+    assert_clean_failure(exit_code, stderr, code)
     assert message in stderr
 
 
