@@ -199,6 +199,14 @@ def _extract(archive: Path, target: Path, budget: int | None, max_members: int |
         ) from None
 
 
+def remove_entry(path: Path) -> None:
+    """Remove a file, folder or link if there; a link is removed as a link, what it points to stays."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
 def move_into_place(source: Path, dest: Path) -> None:
     """Replace `dest` (file, folder or link) by `source`; the old one goes only once the new one is in.
 
