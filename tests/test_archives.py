@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import io
 import stat
-import struct
 import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
+from download_helpers import many_empty_members_zip
 from hostile import digests
 
 from cnnkit.data.archives import UnsafeArchive, extracted, move_into_place
@@ -169,23 +169,6 @@ def test_more_members_than_the_bound_is_unsafe(tmp_path, maker):
     assert list((tmp_path / "work").iterdir()) == []
     with extracted(archive, tmp_path / "work", max_members=51) as temp:  # the bound itself is fine
         assert len(list((temp / "top").iterdir())) == 51
-
-
-def many_empty_members_zip(path: Path, count: int, prefix: str = "top/") -> Path:
-    """A real zip (zip64 end records past 65,535) of `count` empty stored members, written in a fraction of a second."""
-    local, central, offset = [], [], 0
-    for i in range(count):
-        name = f"{prefix}{i}.jpg".encode()
-        local.append(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, 0x21, 0, 0, 0, len(name), 0) + name)
-        central.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 0, 0, 0x21, 0, 0, 0, len(name),
-                                   0, 0, 0, 0, 0, offset) + name)
-        offset += len(local[-1])
-    directory = b"".join(central)
-    zip64_end = struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, count, count, len(directory), offset)
-    locator = struct.pack("<IIQI", 0x07064B50, 0, offset + len(directory), 1)
-    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, len(directory), offset, 0)
-    path.write_bytes(b"".join(local) + directory + zip64_end + locator + end)
-    return path
 
 
 DEFAULT_MEMBER_BOUND = 100_000  # archives.MAX_MEMBERS: four times Cats vs. Dogs' 25,000 photos
