@@ -332,7 +332,7 @@ def _transfer(url: str, partial: Path, remote: RemoteFile, progress, timeout: fl
         limit = remote.byte_limit
         if length is not None and have + length > limit:
             _drop(partial)
-            raise TooLarge(f"the server announced {have + length:,} bytes, more than the {limit:,} expected")
+            raise TooLarge(f"the server announced {have + length:,} bytes, more than the {limit:,} bytes expected")
         total = have + length if length is not None else remote.size
         bar = progress.file(remote.name, url, total, have) if progress is not None else None
         received = 0
