@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import socket
 import stat
 import zipfile
@@ -117,16 +118,20 @@ def test_limits_and_default_deadlines_follow_the_catalog_sizes():
 # Links planted where the download writes ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("planted", ["to-a-file", "dangling"])
+@pytest.mark.parametrize("planted", ["symlink", "dangling-symlink", "hard-link"])
 def test_a_link_planted_at_the_partial_is_removed_never_written_through(cli, server, data_dir, mnist, tmp_path, planted):
     raw = data_dir / "MNIST" / "raw"
     raw.mkdir(parents=True)
     home = tmp_path / "home"
     home.mkdir()
     precious = home / "precious"
-    if planted == "to-a-file":
+    if planted != "dangling-symlink":
         precious.write_bytes(b"ten bytes!")  # shorter than the file: a resume would append to it
-    (raw / "train-images-idx3-ubyte.gz.partial").symlink_to(precious)
+    partial = raw / "train-images-idx3-ubyte.gz.partial"
+    if planted == "hard-link":
+        os.link(precious, partial)
+    else:
+        partial.symlink_to(precious)
     before = digests(home)
     code, _, err = cli("download", "mnist", "--mirror", server.url, "--data-dir", data_dir)
     assert code == 0, err
@@ -134,6 +139,20 @@ def test_a_link_planted_at_the_partial_is_removed_never_written_through(cli, ser
     installed = raw / "train-images-idx3-ubyte.gz"
     assert not installed.is_symlink() and installed.read_bytes() == mnist[installed.name]
     assert not list(raw.glob("*.partial"))
+
+
+@pytest.mark.parametrize("name", ["train-images-idx3-ubyte.gz", "train-images-idx3-ubyte"], ids=["gz", "decompressed"])
+def test_a_link_planted_at_an_installed_name_is_replaced_not_followed(cli, server, data_dir, mnist, tmp_path, name):
+    """Base already had this right (rename over the name); kept so that it stays so."""
+    raw = data_dir / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    precious = tmp_path / "precious"
+    precious.write_bytes(b"keep me")
+    (raw / name).symlink_to(precious)
+    code, _, err = cli("download", "mnist", "--mirror", server.url, "--data-dir", data_dir)
+    assert code == 0, err
+    assert precious.read_bytes() == b"keep me" and not (raw / name).is_symlink()
+    assert (raw / "train-images-idx3-ubyte.gz").read_bytes() == mnist["train-images-idx3-ubyte.gz"]
 
 
 def test_from_never_copies_through_a_link_planted_at_the_partial(cli, data_dir, tmp_path, mnist):

@@ -121,14 +121,19 @@ def new_file(path: Path):
     return os.fdopen(fd, "wb")
 
 
+def _is_own_file(info: os.stat_result) -> bool:
+    """A regular file with no other name: appending to it changes nothing but the partial."""
+    return stat.S_ISREG(info.st_mode) and info.st_nlink == 1
+
+
 def _kept_partial_size(partial: Path) -> int:
     """Bytes an earlier transfer left in `partial` to resume from; 0 for none. A link there is removed."""
     try:
         info = os.lstat(partial)
     except FileNotFoundError:
         return 0
-    if stat.S_ISLNK(info.st_mode):  # never resume into (or measure) what a link points to
-        os.unlink(partial)
+    if stat.S_ISLNK(info.st_mode) or (stat.S_ISREG(info.st_mode) and not _is_own_file(info)):
+        os.unlink(partial)  # a symbolic or hard link: never resume into (or measure) what it points to
         return 0
     if not stat.S_ISREG(info.st_mode):
         raise DownloadError(f"{partial} is in the way of the download and is not a regular file",
@@ -137,7 +142,7 @@ def _kept_partial_size(partial: Path) -> int:
 
 
 def _append_to_partial(partial: Path, have: int):
-    """Open the kept partial for appending, only if it is still the regular file of `have` bytes measured."""
+    """Open the kept partial for appending, only if it is still our regular file of `have` bytes."""
     try:
         fd = os.open(partial, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
     except OSError as exc:
@@ -146,7 +151,7 @@ def _append_to_partial(partial: Path, have: int):
         fd = None  # replaced by a link (ELOOP) or gone since it was measured
     if fd is not None:
         info = os.fstat(fd)
-        if stat.S_ISREG(info.st_mode) and info.st_size == have:
+        if _is_own_file(info) and info.st_size == have:
             return os.fdopen(fd, "ab")
         os.close(fd)
     _drop(partial)
