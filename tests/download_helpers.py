@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import pickle
+import struct
 import tarfile
 import threading
 import time
@@ -35,6 +36,11 @@ class FileServer:
     cut_after: dict[str, int] = field(default_factory=dict)  # send N bytes once, then drop the connection
     fail_first: dict[str, int] = field(default_factory=dict)  # answer 500 this many times first
     trickle: float = 0.0  # seconds between 16 KiB chunks (to interrupt a transfer)
+    # Hostile bodies, each bounded so the server stops by itself whatever the client does:
+    endless: dict[str, int | None] = field(default_factory=dict)  # path -> Content-Length to announce (None: none);
+    endless_cap: int = 8 << 20  # then zeros until the client hangs up or this many bytes went
+    drip: dict[str, float] = field(default_factory=dict)  # path -> seconds between single bytes of the real body,
+    drip_for: float = 3.0  # for at most this long per request, then the connection is cut
     requests: list[Request] = field(default_factory=list)
     url: str = ""
 
@@ -50,6 +56,8 @@ def _handler(server: FileServer):
         def do_GET(self):
             path = self.path.split("?", 1)[0]
             wanted = self.headers.get("Range")
+            if path in server.endless:
+                return self._endless(path, wanted, server.endless[path])
             if path not in server.files:
                 return self._status(path, wanted, 404)
             if server.fail_first.get(path, 0) > 0:
@@ -73,12 +81,41 @@ def _handler(server: FileServer):
             cut = server.cut_after.pop(path, None)
             if cut is not None:
                 payload = payload[:cut]
+            if path in server.drip:
+                return self._drip(payload, server.drip[path])
             try:
                 for offset in range(0, len(payload), 16384):
                     self.wfile.write(payload[offset:offset + 16384])
                     if server.trickle:
                         self.wfile.flush()
                         time.sleep(server.trickle)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            self.close_connection = True
+
+        def _endless(self, path, wanted, announce):
+            server.requests.append(Request(path, wanted, 200))
+            self.send_response(200)
+            if announce is not None:
+                self.send_header("Content-Length", str(announce))
+            self.end_headers()  # no length: the body ends when the connection closes (HTTP/1.0)
+            block = bytes(65536)
+            try:
+                for _ in range(server.endless_cap // len(block)):
+                    self.wfile.write(block)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            self.close_connection = True
+
+        def _drip(self, payload: bytes, interval: float):
+            stop = time.monotonic() + server.drip_for
+            try:
+                for offset in range(len(payload)):
+                    if time.monotonic() > stop:
+                        break
+                    self.wfile.write(payload[offset:offset + 1])
+                    self.wfile.flush()
+                    time.sleep(interval)
             except (BrokenPipeError, ConnectionResetError):
                 pass
             self.close_connection = True
@@ -167,3 +204,20 @@ def pets_zip(pets_dir: Path, extra: dict[str, bytes] | None = None) -> bytes:
         for name, data in (extra or {}).items():
             zf.writestr(f"PetImages/{name}", data)
     return buffer.getvalue()
+
+
+def many_empty_members_zip(path: Path, count: int, prefix: str = "top/") -> Path:
+    """A real zip (zip64 end records past 65,535) of `count` empty stored members, written in a fraction of a second."""
+    local, central, offset = [], [], 0
+    for i in range(count):
+        name = f"{prefix}{i}.jpg".encode()
+        local.append(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, 0x21, 0, 0, 0, len(name), 0) + name)
+        central.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 0, 0, 0x21, 0, 0, 0, len(name),
+                                   0, 0, 0, 0, 0, offset) + name)
+        offset += len(local[-1])
+    directory = b"".join(central)
+    zip64_end = struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, count, count, len(directory), offset)
+    locator = struct.pack("<IIQI", 0x07064B50, 0, offset + len(directory), 1)
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, len(directory), offset, 0)
+    path.write_bytes(b"".join(local) + directory + zip64_end + locator + end)
+    return path

@@ -1,4 +1,5 @@
-"""Safe extraction: traversal, absolute paths, escaping links and zip bombs are refused before any write."""
+"""Safe extraction: traversal, absolute paths, links of any kind, special files, too many members and zip bombs
+are refused before any write."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from download_helpers import many_empty_members_zip
+from hostile import digests
 
 from cnnkit.data.archives import UnsafeArchive, extracted, move_into_place
 from cnnkit.errors import DownloadError
@@ -49,9 +52,10 @@ GOOD = ("file", "top/ok.txt", b"fine")
 @pytest.mark.parametrize("bad, reason", [
     (("file", "top/../../evil.txt", b"x"), "'..'"),
     (("file", "/tmp/cnnkit-evil.txt", b"x"), "absolute path"),
-    (("sym", "top/link", "../../outside"), "outside the target"),
-    (("sym", "top/abs-link", "/etc/passwd"), "outside the target"),
-], ids=["traversal", "absolute", "symlink-escape", "symlink-absolute"])
+    (("sym", "top/link", "../../outside"), "a link (to '../../outside')"),
+    (("sym", "top/abs-link", "/etc/passwd"), "a link (to '/etc/passwd')"),
+    (("sym", "top/inner-link", "ok.txt"), "a link (to 'ok.txt')"),  # even one that stays inside: none is needed
+], ids=["traversal", "absolute", "symlink-escape", "symlink-absolute", "symlink-inside"])
 def test_unsafe_members_refuse_the_whole_archive(tmp_path, maker, bad, reason):
     archive = maker(tmp_path / ("evil.tar.gz" if maker is make_tar else "evil.zip"), [GOOD, bad])
     work = tmp_path / "work"
@@ -63,11 +67,13 @@ def test_unsafe_members_refuse_the_whole_archive(tmp_path, maker, bad, reason):
     assert not Path("/tmp/cnnkit-evil.txt").exists() and not (tmp_path / "evil.txt").exists()
 
 
-def test_tar_hard_link_outside_is_refused(tmp_path):
-    archive = make_tar(tmp_path / "hard.tar.gz", [GOOD, ("hard", "top/h", "../secret")])
-    with pytest.raises(UnsafeArchive, match="outside the target"):
+@pytest.mark.parametrize("target", ["../secret", "top/ok.txt"], ids=["outside", "inside"])
+def test_tar_hard_link_is_refused_as_unsafe(tmp_path, target):
+    archive = make_tar(tmp_path / "hard.tar.gz", [GOOD, ("hard", "top/h", target)])
+    with pytest.raises(UnsafeArchive, match=r"unsafe archive hard.tar.gz: member 'top/h' is a link"):
         with extracted(archive, tmp_path / "work"):
             pass
+    assert list((tmp_path / "work").iterdir()) == []
 
 
 def test_tar_device_file_is_refused(tmp_path):
@@ -103,17 +109,81 @@ def test_budget_applies_to_tar_too(tmp_path):
             pass
 
 
+# The review's chain: each link on its own stays inside, but extraction follows the links written
+# before it, so x/l1/l2/l3 lands two folders above the target and l4/FILE is written there.
+CHAIN = [("sym", "x/l1", ".."), ("sym", "x/l1/l2", ".."), ("sym", "x/l1/l2/l3", ".."), ("file", "x/l1/l2/l3/l4/FILE", b"pwned")]
+
+
 @pytest.mark.parametrize("maker", [make_tar, make_zip], ids=["tar", "zip"])
-def test_safe_archive_with_an_inner_link_extracts_and_cleans_up(tmp_path, maker):
-    archive = maker(tmp_path / ("ok.tar.gz" if maker is make_tar else "ok.zip"),
-                    [GOOD, ("file", "top/sub/b.txt", b"bee"), ("sym", "top/sub/link", "../ok.txt")])
-    work = tmp_path / "work"
-    with extracted(archive, work) as temp:
-        assert (temp / "top/ok.txt").read_bytes() == b"fine"
-        assert (temp / "top/sub/link").is_symlink() and (temp / "top/sub/link").read_bytes() == b"fine"
-        move_into_place(temp / "top", tmp_path / "installed")
+def test_symlink_chain_is_refused_as_unsafe_and_writes_nothing_anywhere(tmp_path, maker):
+    archive = maker(tmp_path / ("chain.tar.gz" if maker is make_tar else "chain.zip"), [GOOD, *CHAIN])
+    work = tmp_path / "deep" / "work"
+    with pytest.raises(UnsafeArchive) as caught:
+        with extracted(archive, work):
+            pass
+    assert caught.value.message.startswith(f"unsafe archive {archive.name}: member 'x/l1' is a link (to '..')")
+    assert "corrupt" not in caught.value.message
     assert list(work.iterdir()) == []
-    assert (tmp_path / "installed/sub/b.txt").read_bytes() == b"bee"
+    assert not list(tmp_path.rglob("FILE")) and not list(tmp_path.rglob("l4"))
+
+
+@pytest.mark.parametrize("mode", [stat.S_IFIFO, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFSOCK], ids=["fifo", "chr", "blk", "sock"])
+def test_zip_special_file_modes_are_refused_like_tar(tmp_path, mode):
+    archive = tmp_path / "special.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(*GOOD[1:])
+        info = zipfile.ZipInfo("top/dev")
+        info.create_system = 3
+        info.external_attr = (mode | 0o644) << 16
+        zf.writestr(info, b"")
+    with pytest.raises(UnsafeArchive, match="member 'top/dev' is a device, FIFO or other special file"):
+        with extracted(archive, tmp_path / "work"):
+            pass
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+def test_a_zip_member_is_never_written_through_a_link_already_in_the_target(tmp_path):
+    """Extraction goes into a fresh folder cnnkit made; a link planted where the data goes is replaced, not followed."""
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "ok.txt").write_bytes(b"keep me")
+    before = digests(precious)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "top").symlink_to(precious, target_is_directory=True)
+    archive = make_zip(tmp_path / "ok.zip", [GOOD])
+    with extracted(archive, work) as temp:
+        move_into_place(temp / "top", work / "top")
+    assert digests(precious) == before
+    assert not (work / "top").is_symlink() and (work / "top/ok.txt").read_bytes() == b"fine"
+    assert sorted(p.name for p in work.iterdir()) == ["top"]  # the old link went, as a link
+
+
+@pytest.mark.parametrize("maker", [make_tar, make_zip], ids=["tar", "zip"])
+def test_more_members_than_the_bound_is_unsafe(tmp_path, maker):
+    archive = maker(tmp_path / ("many.tar.gz" if maker is make_tar else "many.zip"),
+                    [("file", f"top/{i}.txt", b"") for i in range(51)])
+    with pytest.raises(UnsafeArchive, match="more than 50 members"):
+        with extracted(archive, tmp_path / "work", max_members=50):
+            pass
+    assert list((tmp_path / "work").iterdir()) == []
+    with extracted(archive, tmp_path / "work", max_members=51) as temp:  # the bound itself is fine
+        assert len(list((temp / "top").iterdir())) == 51
+
+
+DEFAULT_MEMBER_BOUND = 100_000  # archives.MAX_MEMBERS: four times Cats vs. Dogs' 25,000 photos
+
+
+def test_the_default_member_bound_refuses_a_zip_of_empty_members(tmp_path):
+    with zipfile.ZipFile(many_empty_members_zip(tmp_path / "few.zip", 3)) as zf:  # the builder makes valid zips
+        assert [i.filename for i in zf.infolist()] == ["top/0.jpg", "top/1.jpg", "top/2.jpg"] and zf.testzip() is None
+    archive = many_empty_members_zip(tmp_path / "many.zip", DEFAULT_MEMBER_BOUND + 1)
+    with zipfile.ZipFile(archive) as zf:
+        assert len(zf.infolist()) == DEFAULT_MEMBER_BOUND + 1
+    with pytest.raises(UnsafeArchive, match="more than 100,000 members"):
+        with extracted(archive, tmp_path / "work"):
+            pass
+    assert list((tmp_path / "work").iterdir()) == []
 
 
 def test_corrupt_member_crc_is_reported_and_leaves_nothing(tmp_path):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from download_helpers import FileServer, ServerThread, cifar_tarball, fake_mnist_train, md5, pets_zip, sha256
+from hostile import assert_clean_failure
 
 from cnnkit.data import sources as tables
 from cnnkit.data.catalog import sample_dir
@@ -36,16 +37,6 @@ def server():
 @pytest.fixture
 def data_dir(tmp_path) -> Path:
     return tmp_path / "data"
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("error:")]
-
-
-def assert_clean_failure(code, stderr, exit_code=1):
-    assert code == exit_code, stderr
-    assert len(error_lines(stderr)) == 1, stderr
-    assert "Traceback" not in stderr
 
 
 def serve_mnist(server: FileServer, train: dict[str, bytes], t10k: dict[str, bytes] = REAL_T10K) -> None:
@@ -118,8 +109,7 @@ def test_checksum_mismatch_names_file_expected_and_actual_and_installs_nothing(c
     train = fake_mnist_train()  # the table keeps torchvision's real MD5, which these cannot match
     serve_mnist(server, train)
     code, _, err = cli("download", "mnist", "--mirror", server.url, "--data-dir", data_dir)
-    assert_clean_failure(code, err)
-    line = error_lines(err)[0]
+    line = assert_clean_failure(code, err, after_output=True)[0]  # after the progress lines
     assert "train-images-idx3-ubyte.gz" in line
     assert "f68b3c2dcbeaaa9fbdd348bbdeb94873" in line  # torchvision's MD5
     assert md5(train["train-images-idx3-ubyte.gz"]) in line
@@ -137,7 +127,7 @@ def test_corrupt_download_leaves_the_previous_good_file_untouched(cli, server, d
     corrupt[1000] ^= 0xFF
     server.files[MNIST_PATH + good.name] = bytes(corrupt)
     code, _, err = cli("download", "mnist", "--mirror", server.url, "--data-dir", data_dir, "--force")
-    assert_clean_failure(code, err)
+    assert_clean_failure(code, err, after_output=True)  # after the progress lines
     assert "t10k-images-idx3-ubyte.gz" in err and "9fb629c4189551a2d022fa330f9573f3" in err and md5(bytes(corrupt)) in err
     assert good.read_bytes() == before
     assert not list(good.parent.glob("*.partial"))
@@ -204,8 +194,7 @@ def test_server_errors_are_retried_with_backoff(cli, server, data_dir, monkeypat
 
 def test_404_on_the_mirror_names_the_urls_tried(cli, server, data_dir):
     code, _, err = cli("download", "mnist", "--mirror", server.url, "--data-dir", data_dir)
-    assert_clean_failure(code, err)
-    line = error_lines(err)[0]
+    line = assert_clean_failure(code, err)[0]
     assert "404" in line and f"{server.url}mnist/train-images-idx3-ubyte.gz" in line
     assert f"{server.url}train-images-idx3-ubyte.gz" in line  # the flat fallback was tried too
     assert "--mirror" in err
@@ -335,7 +324,7 @@ def test_malicious_tarball_is_refused_and_nothing_is_extracted(cli, server, data
                                                                 "data_batch_5", "test_batch", "batches.meta"]})
     server.files["/~kriz/cifar-10-python.tar.gz"] = tarball
     code, _, err = cli("download", "cifar10", "--mirror", server.url, "--data-dir", data_dir)
-    assert_clean_failure(code, err)
+    assert_clean_failure(code, err, after_output=True)  # after the progress lines
     assert "unsafe archive cifar-10-python.tar.gz" in err and "evil.sh" in err
     assert not (data_dir / "cifar-10-batches-py").exists()
     assert not (data_dir.parent / "evil.sh").exists() and not list(data_dir.glob(".cnnkit-extract-*"))
@@ -371,7 +360,7 @@ def test_cats_dogs_zip_quarantines_broken_images_and_records_sha256(cli, server,
     # A different file on a later download breaks trust-on-first-use: refused, data untouched.
     server.files[CATS_DOGS_PATH] = pets_zip(DATA_PETS, {"Cat/extra.jpg": good_jpeg})
     code, _, err = cli("download", "cats-dogs", "--mirror", server.url, "--data-dir", data_dir, "--force")
-    assert_clean_failure(code, err)
+    assert_clean_failure(code, err, after_output=True)  # after the progress lines
     assert record["sha256"] in err and "first download" in err
     assert not (data_dir / "PetImages/Cat/extra.jpg").exists() and (data_dir / "PetImages/Cat/12450.jpg").is_file()
 
@@ -431,7 +420,7 @@ def test_weights_whose_sha256_does_not_match_the_name_are_refused(cli, server, w
 
     server.files["/models/resnet18-f37072fd.pth"] = weights.read_bytes()  # torchvision's real name
     code, _, err = cli("download", "--weights", "resnet18", "--mirror", server.url)
-    assert_clean_failure(code, err)
+    assert_clean_failure(code, err, after_output=True)  # after the progress lines
     assert "resnet18-f37072fd.pth" in err and "f37072fd" in err and sha256(weights.read_bytes()) in err
     assert not (Path(torch.hub.get_dir()) / "checkpoints" / "resnet18-f37072fd.pth").exists()
 
@@ -475,7 +464,7 @@ def test_list_shows_every_source_with_status(cli, server, data_dir, monkeypatch,
 @pytest.mark.parametrize("args", [[], ["--list", "mnist"]])
 def test_usage_errors_exit_2(cli, args):
     code, _, err = cli("download", *args)
-    assert_clean_failure(code, err, exit_code=2)
+    assert_clean_failure(code, err, expected_code=2)
 
 
 def test_unknown_dataset_suggests_close_names(cli):

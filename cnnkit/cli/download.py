@@ -35,7 +35,10 @@ def download(
     """Download datasets or ImageNet weights, check their checksums and install them where train finds them.
 
     Downloads go to NAME.partial and resume with HTTP Range after an interruption
-    (Ctrl-C keeps the partial file and exits 130). Exit codes: 0 done, 1 a download,
+    (Ctrl-C keeps the partial file and exits 130). A body larger than the file's
+    expected size is stopped and deleted; each file has a deadline (env
+    CNNKIT_DOWNLOAD_DEADLINE in seconds; default 10 min + size at 64 KiB/s).
+    Archives may hold only files and folders. Exit codes: 0 done, 1 a download,
     checksum or archive problem (or no network), 2 usage, 130 interrupted.
     """
     from cnnkit.data import install as installer

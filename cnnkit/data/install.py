@@ -9,7 +9,10 @@ Layouts, all under the data root unless noted:
   cats-dogs.json records the zip's size and the sha256 the first download saw.
 - weights: <torch hub dir>/checkpoints/<torchvision's file name>.
 
-What is present and verifies is not fetched again unless `force` is set.
+What is present and verifies is not fetched again unless `force` is set. Nothing here
+writes through a link that was already in the data folder: files are created afresh
+(`download.new_file`), folders are extracted into a new temporary folder and renamed
+into place, and what they replace is renamed or unlinked, never followed.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnnkit.data import sources as tables
-from cnnkit.data.archives import extracted, move_into_place
-from cnnkit.data.download import (RetryPolicy, checksum_matches, fetch, file_digest, install_verified, mismatch_error,
-                                  partial_path)
+from cnnkit.data.archives import extracted, move_into_place, remove_entry
+from cnnkit.data.download import (CHUNK, RetryPolicy, checksum_matches, fetch, file_digest, install_verified,
+                                  mismatch_error, new_file, partial_path)
 from cnnkit.data.sources import RemoteFile, Source
 from cnnkit.data.transfer_progress import TransferProgress, human_bytes
 from cnnkit.errors import DataError, DownloadError
@@ -43,7 +46,7 @@ class InstallOptions:
     force: bool = False
     imports: list[Path] = field(default_factory=list)  # --from: files fetched by hand
     progress: TransferProgress = field(default_factory=TransferProgress)
-    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    policy: RetryPolicy = field(default_factory=RetryPolicy.from_env)  # a bad deadline is refused up front
 
 
 @dataclass
@@ -126,7 +129,7 @@ def _combine(states: list[str], partials: list[Path]) -> str:
         return "verified"
     if "corrupt" in states:
         return "corrupt"
-    kept = sum(p.stat().st_size for p in partials if p.is_file())
+    kept = sum(p.lstat().st_size for p in partials if p.is_file() and not p.is_symlink())
     if kept:
         return f"partial ({human_bytes(kept)})"
     return "missing" if all(s == "missing" for s in states) else "incomplete"
@@ -230,7 +233,8 @@ def _obtain(remote: RemoteFile, dest: Path, options: InstallOptions, imported: P
             return imported, "imported"
         dest.parent.mkdir(parents=True, exist_ok=True)
         partial = partial_path(dest)
-        shutil.copyfile(imported, partial)
+        with open(imported, "rb") as source, new_file(partial) as copy:
+            shutil.copyfileobj(source, copy, CHUNK)
         install_verified(partial, dest, remote, str(imported))
         return dest, "imported"
     if dest.is_file() and not options.force and checksum_matches(dest, remote)[0]:
@@ -321,8 +325,8 @@ def _install_pets(source: Source, options: InstallOptions, imports: dict[str, Pa
         old_quarantine = data_dir / QUARANTINE_DIR
         if quarantined:
             move_into_place(temp / QUARANTINE_DIR, old_quarantine)
-        elif old_quarantine.is_dir():
-            shutil.rmtree(old_quarantine)
+        else:
+            remove_entry(old_quarantine)
     previous = _read_record(data_dir) or {}
     record = {
         "file": remote.name, "url": remote.urls[0], "size": archive.stat().st_size, "sha256": sha256,

@@ -36,6 +36,10 @@ _KNOWN_SIZES = {
 # No checksum is published for the PetImages zip; this is only the order of magnitude
 # (TensorFlow Datasets pins the older 3367a zip at 824,894,548 bytes).
 _CATS_DOGS_APPROX_SIZE = 825_000_000
+# A download that brings more than its file's byte_limit is stopped (an endless body
+# would fill the disk). With no size known, the ceiling sits well above the largest
+# catalog file (Cats vs. Dogs, ~825 MB).
+UNKNOWN_SIZE_LIMIT = 4 * 2**30
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,16 @@ class RemoteFile:
     md5: str | None = None
     sha256_prefix: str | None = None
     size: int | None = None
+    size_exact: bool = True  # False: `size` is an order of magnitude (Cats vs. Dogs, weights' rounded MB)
+
+    @property
+    def byte_limit(self) -> int:
+        """The most bytes a download of this file may bring before it is stopped."""
+        if self.size is None:
+            return UNKNOWN_SIZE_LIMIT
+        # An exact size is the limit: any other size fails the checksum anyway. An
+        # approximate one gets an eighth more, and a MiB for small files.
+        return self.size if self.size_exact else self.size + self.size // 8 + 2**20
 
     @property
     def expected(self) -> tuple[str, str] | None:
@@ -105,15 +119,19 @@ def _cifar10() -> Source:
 
 
 def _cats_dogs() -> Source:
-    archive = RemoteFile(CATS_DOGS_URL.rsplit("/", 1)[-1], (CATS_DOGS_URL,), size=_CATS_DOGS_APPROX_SIZE)
+    archive = RemoteFile(CATS_DOGS_URL.rsplit("/", 1)[-1], (CATS_DOGS_URL,), size=_CATS_DOGS_APPROX_SIZE, size_exact=False)
     return Source("cats-dogs", "pets-zip", "Kaggle Cats vs. Dogs, PetImages/{Cat,Dog} (Microsoft)", (archive,), "PetImages")
 
 
 def weights_file(url: str, size: int | None = None) -> RemoteFile:
-    """A weights file whose name carries its sha256 prefix, as torch.hub checks it."""
+    """A weights file whose name carries its sha256 prefix, as torch.hub checks it.
+
+    `size` comes from torchvision's `_file_size`, MB rounded to three decimals: approximate.
+    """
     name = url.rsplit("/", 1)[-1]
     match = HASH_IN_NAME.search(name)
-    return RemoteFile(name, (url,), sha256_prefix=match.group(1) if match and match.group(1) else None, size=size)
+    return RemoteFile(name, (url,), sha256_prefix=match.group(1) if match and match.group(1) else None, size=size,
+                      size_exact=False)
 
 
 def _weights(model: str) -> Source:
