@@ -18,7 +18,7 @@ from cnnkit.data.memory import parse_bytes
 from cnnkit.data.resolve import load_dataset
 from cnnkit.errors import DataError, UsageError
 
-from hostile import write_bad_checkpoint
+from hostile import assert_clean_failure, digests, write_bad_checkpoint
 
 
 def test_mnist_sample_split():
@@ -153,6 +153,79 @@ def test_idx_count_mismatch_is_an_error(tmp_path):
     write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(4, np.uint8))
     with pytest.raises(DataError, match="5 images but"):
         load_dataset(str(tmp_path))
+
+
+def _idx_header(code: int, dims: tuple[int, ...]) -> bytes:
+    import struct
+
+    return struct.pack(">HBB", 0, code, len(dims)) + struct.pack(f">{len(dims)}I", *dims)
+
+
+def test_a_gzip_longer_than_its_header_is_refused_after_reading_only_the_header(tmp_path):
+    """A small header followed by 64 MB of zeros (a 64 KB gz): read what the header declares, then stop."""
+    import gzip
+    import tracemalloc
+
+    from cnnkit.data.idx import read_idx
+
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    bomb.write_bytes(gzip.compress(_idx_header(0x08, (2, 4, 4)) + bytes(64 << 20), compresslevel=1, mtime=0))
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match="longer than its header says"):
+            read_idx(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"read {peak} bytes into memory for a 32-byte payload"
+
+
+def test_a_gzip_too_small_for_its_declared_dims_is_refused_before_decompressing(tmp_path):
+    import gzip
+    import tracemalloc
+
+    from cnnkit.data.idx import read_idx
+
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    # 1000 x 1000 x 1000 = 1 GB declared by a file of a few dozen bytes: deflate cannot expand that far.
+    bomb.write_bytes(gzip.compress(_idx_header(0x08, (1000, 1000, 1000)) + bytes(100), mtime=0))
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match="1000x1000x1000"):
+            read_idx(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+
+
+@pytest.mark.parametrize("labels, message", [
+    (np.array([0, 1.7, 2, 1, 0, 2], np.float32), "float32 labels"),
+    (np.array([0, 1, 2, 1, 0, 200_000], np.int32), "at most 10000 classes"),
+    (np.array([0, 1, 2, 1, 0, -3], np.int32), "negative"),
+])
+def test_idx_labels_must_be_small_non_negative_integers(cli, tmp_path, labels, message):
+    root = tmp_path / "idx"
+    root.mkdir()
+    _write_idx_pair(root, "train", np.zeros((6, 8, 8), np.uint8), labels)
+    before = digests(root)
+    code, _, stderr = cli("inspect-dataset", root)
+    assert message in assert_clean_failure(code, stderr)[0]
+    assert digests(root) == before
+
+
+def test_plain_and_gz_idx_files_that_differ_are_an_error_naming_both(cli, tmp_path):
+    root = tmp_path / "idx"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 8, 8), dtype=np.uint8)
+    _write_idx_pair(root, "train", images, np.array([0, 1, 0, 1, 0, 1], np.uint8))
+    write_idx(root / "train-images-idx3-ubyte.gz", images)  # the same data compressed: fine
+    assert cli("inspect-dataset", root, "--json")[0] == 0
+    write_idx(root / "train-images-idx3-ubyte.gz", 255 - images)  # an older or newer copy: which one?
+    code, _, stderr = cli("inspect-dataset", root)
+    error = assert_clean_failure(code, stderr)[0]
+    assert "train-images-idx3-ubyte " in error and "train-images-idx3-ubyte.gz" in error and "different" in error
 
 
 def test_epoch_order_is_a_function_of_seed_and_epoch():
