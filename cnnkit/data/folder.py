@@ -26,12 +26,28 @@ def class_folders(root: Path) -> list[Path]:
 
 
 def find_split_dirs(root: Path) -> dict[str, Path] | None:
-    """`train/` plus `test/` or `val/`: an explicit split layout."""
+    """`train/` plus `test/` or `val/`: an explicit split layout.
+
+    A folder named `train` is a split only if it holds class folders; one that holds images
+    is a class (a flat dataset of classes `test`, `train`, `val`, ...), decided one level deeper.
+    """
     names = {p.name.lower(): p for p in class_folders(root)}
-    if "train" not in names:
+    if "train" not in names or not _holds_class_folders(names["train"]):
         return None
     held_out = next((names[n] for n in ("test", "val", "valid", "validation") if n in names), None)
+    if held_out is not None and not _holds_class_folders(held_out):
+        raise DataError(
+            f"{names['train']} holds class folders but {held_out} does not",
+            "a split layout has class folders in both train/ and test/ (or val/); a flat dataset has images in every class folder",
+        )
     return {"train": names["train"], "test": held_out} if held_out else {"train": names["train"]}
+
+
+def _holds_class_folders(folder: Path) -> bool:
+    """A split folder holds class folders and no images of its own; a class folder holds images."""
+    entries = list(folder.iterdir())
+    has_images = any(p.is_file() and is_image_file(p) for p in entries)
+    return not has_images and any(p.is_dir() and not p.name.startswith(".") for p in entries)
 
 
 def scan_classes(root: Path, classes: list[str] | None = None) -> tuple[list[str], list[Path], list[int]]:

@@ -10,7 +10,18 @@ from cnnkit.data import catalog, folder
 from cnnkit.data.dataset import Dataset
 from cnnkit.data.idx_dir import is_idx_dir, load_idx_dir
 from cnnkit.data.memory import memory_budget
-from cnnkit.errors import DataError
+from cnnkit.errors import DataError, UsageError
+
+
+def checked_spec(spec: str) -> str:
+    """The spec, refused when empty: `--dataset "$DATA"` with DATA unset would mean the current folder."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise UsageError(
+            "the dataset is an empty string",
+            "name a catalog dataset, an image folder or an IDX directory (an unset shell variable gives ''); "
+            "for the current folder write .",
+        )
+    return spec
 
 
 def load_dataset(
@@ -30,7 +41,7 @@ def load_dataset(
     model's input size). `channels` forces grey (1) or RGB (3) for folders.
     """
     data_dir = Path(data_dir)
-    key = spec.strip().lower()
+    key = checked_spec(spec).strip().lower()
     if key in catalog.CATALOG:
         return _load_catalog(key, data_dir, image_size, budget, workers, progress_factory)
     path = Path(spec).expanduser()
