@@ -21,6 +21,12 @@ def idx_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and "-idx" in p.name and not p.name.startswith("."))
 
 
+def idx_dir_files(folder: Path) -> list[Path]:
+    """The files an IDX dataset is made of, for its fingerprint."""
+    names = folder / CLASSES_FILE
+    return idx_files(folder) + ([names] if names.is_file() else [])
+
+
 def _pairs(folder: Path) -> dict[str, tuple[Path, Path]]:
     found: dict[tuple[str, str], list[Path]] = {}
     for path in idx_files(folder):

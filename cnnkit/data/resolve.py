@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Callable
 
 from cnnkit.data import catalog, folder
-from cnnkit.data.dataset import Dataset
-from cnnkit.data.idx_dir import is_idx_dir, load_idx_dir
+from cnnkit.data.dataset import Dataset, files_fingerprint
+from cnnkit.data.idx_dir import idx_dir_files, is_idx_dir, load_idx_dir
 from cnnkit.data.memory import memory_budget
 from cnnkit.errors import DataError, UsageError
 
@@ -49,7 +49,9 @@ def load_dataset(
         path = path.resolve()
         if is_idx_dir(path):
             splits, classes = load_idx_dir(path)
-            return _tensor_dataset(str(path), path.name, "idx", splits, classes)
+            dataset = _tensor_dataset(str(path), path.name, "idx", splits, classes)
+            dataset.fingerprint = files_fingerprint(path, idx_dir_files(path))
+            return dataset
         return _load_folder(path, str(path), path.name, image_size, channels, resize_to, budget, workers, progress_factory)
     if path.exists():
         raise DataError(f"dataset '{spec}' is a file, not a directory or catalog name", "pass a folder of images, an IDX directory or a catalog name")
@@ -107,4 +109,5 @@ def _load_folder(root, spec, name, image_size, channels, resize_to, budget, work
             raise DataError(f"no readable images in {split_dirs[split]}", "every file failed to decode; run `cnnkit inspect-dataset --verify`")
         splits[split] = data
         skipped.extend(bad)
-    return Dataset(spec, name, classes, channels, size, splits, "folder", resize_to, skipped, notes)
+    return Dataset(spec, name, classes, channels, size, splits, "folder", resize_to, skipped, notes,
+                   files_fingerprint(root, all_files))

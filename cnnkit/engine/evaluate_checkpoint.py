@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnkit.data.dataset import Dataset, FileSplit, Split, train_val_splits
+from cnnkit.data.dataset import Dataset, FileSplit, Split, check_same_files, train_val_splits
 from cnnkit.engine.evaluation import EvalResult
 from cnnkit.errors import DataError
 
@@ -122,6 +122,9 @@ def evaluate_checkpoint(
         reporter.warn(f"skipped unreadable image {path}: {reason}")
     check_classes(loaded, data["classes"])
     split_name = split or default_split(loaded)
+    if split_name in ("val", "train"):  # drawn from the train files by seed: only the same files give the same split
+        check_same_files(data, loaded.fingerprint, loaded.spec, f"--split {split_name}",
+                         "evaluate with --split test, or on a separate test folder (--dataset DIR --split test)")
     chosen = pick_split(loaded, split_name, data.get("val_split"), int(data.get("seed", 0)))
 
     model = model_from_checkpoint(checkpoint).to(torch_device)

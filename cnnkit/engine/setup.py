@@ -143,6 +143,7 @@ def data_section(dataset: Dataset, cfg: TrainConfig, in_channels: int, input_siz
         "seed": cfg.seed,
         "limit": cfg.limit,
         "eval_batch_size": eval_batch_size(cfg.batch_size),
+        "fingerprint": dataset.fingerprint,  # evaluate --split val and --resume refuse a folder that changed
     }
 
 
