@@ -275,3 +275,40 @@ def test_folder_of_one_size_is_not_recropped(pets_folder):
     expected = torch.from_numpy(np.asarray(Image.open(photo).convert("RGB")).copy()).permute(2, 0, 1)
     assert ds.size == (180, 180)
     assert any(torch.equal(expected, img) for img in ds.splits["train"].images[:50])
+
+
+def _camera_jpegs(root: Path, size=(1200, 900)) -> Path:
+    """Six same-size photos-like JPEGs in two class folders (width x height = size)."""
+    rng = np.random.default_rng(0)
+    base = np.linspace(0, 255, size[0] * size[1] * 3).reshape(size[1], size[0], 3)
+    for c, cls in enumerate(("cat", "dog")):
+        (root / cls).mkdir(parents=True)
+        for i in range(3):
+            pixels = np.clip(base * (0.5 + 0.2 * c) + rng.integers(0, 40, base.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels, "RGB").save(root / cls / f"IMG_{i}.jpg", quality=85)
+    return root
+
+
+def test_large_same_size_photos_are_decoded_at_the_model_size(cli, tmp_path):
+    root = _camera_jpegs(tmp_path / "photos")
+    code, out, err = cli("train", "lenet", "--dataset", root, "--epochs", "1", "--out", tmp_path / "runs", "--json")
+    assert code == 0, err
+    run_dir = Path(json.loads(out)["run_dir"])
+    data = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)["data"]
+    assert data["size"] == [32, 32]
+    # What the training run held in memory: N x C x 32 x 32, not N x C x 900 x 1200.
+    dataset = load_dataset(str(root), image_size=32)
+    assert tuple(dataset.splits["train"].images.shape) == (6, 3, 32, 32)
+    assert any("at 32x32" in note for note in dataset.notes)
+
+
+def test_reduced_scale_jpeg_decoding_matches_a_full_decode_closely(tmp_path):
+    from cnnkit.data.images import load_image, resize_and_crop
+
+    root = _camera_jpegs(tmp_path / "photos")
+    path = root / "cat" / "IMG_0.jpg"
+    fast = load_image(path, 3, (32, 32)).float()
+    with Image.open(path) as image:
+        full = torch.from_numpy(np.array(resize_and_crop(image.convert("RGB"), (32, 32)))).permute(2, 0, 1).float()
+    assert fast.shape == full.shape == (3, 32, 32)
+    assert (fast - full).abs().mean() < 4.0  # DCT scaling then bilinear vs full decode then bilinear

@@ -185,3 +185,34 @@ def test_cats_dogs_from_the_data_root(cli, pets_folder):
     sizes = {Image.open(p).size for p in pets_folder.rglob("*.jpg")}
     info = report["files"]["train"]
     assert info["distinct_sizes"] == len(sizes) and info["files"] == sum(report["splits"]["train"]["class_counts"].values())
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["in-memory", "streamed"])
+def test_decompression_bombs_are_refused_from_the_header_one_warning_line_each(cli, tmp_path, monkeypatch, streamed):
+    from hostile import picture, png_header_only
+
+    root = tmp_path / "ds"
+    for c, cls in enumerate(("cat", "dog")):
+        (root / cls).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(picture(seed=10 * c + i)).save(root / cls / f"{i}.png")
+    # 100 Mpixels: over Pillow's limit but under twice it, where Pillow only warns; 900 Mpixels: an error.
+    (root / "cat" / "warn-size.png").write_bytes(png_header_only(10000, 10000))
+    (root / "dog" / "bomb.png").write_bytes(png_header_only(30000, 30000))
+    if streamed:
+        monkeypatch.setenv("CNNKIT_MEMORY_BUDGET", "1")
+    code, out, err = cli("inspect-dataset", root, "--json")
+    assert code == 0, err
+    for name in ("warn-size.png", "bomb.png"):
+        lines = [line for line in err.splitlines() if name in line]
+        assert len(lines) == 1 and lines[0].startswith("warning:") and "decompression bomb" in lines[0], err
+    assert json.loads(out)["splits"]["train"]["samples"] == (10 if streamed else 8)  # streamed counts files
+
+
+def test_a_bomb_header_gives_no_size_to_the_probe(tmp_path):
+    from cnnkit.data.images import probe_image
+    from hostile import png_header_only
+
+    path = tmp_path / "warn-size.png"
+    path.write_bytes(png_header_only(10000, 10000))
+    assert probe_image(path) is None

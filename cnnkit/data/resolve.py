@@ -96,8 +96,13 @@ def _load_folder(root, spec, name, image_size, channels, resize_to, budget, work
         size = (side, side)
         if len(sizes) > 1:
             notes.append(f"images come in {len(sizes)} sizes; decoding them to {side}x{side}")
+    elif image_size is not None and min(size) > image_size:
+        # Photos all of one large size: held at full resolution they would take GBs for a
+        # 32x32 model. Decode each straight to the model's size, as mixed sizes are.
+        notes.append(f"decoding {size[0]}x{size[1]} images at {image_size}x{image_size}, the model's input size")
+        size = (image_size, image_size)
     else:
-        resize_to = None  # images of one size are kept as they are; the device resizes batches
+        resize_to = None  # images of one small size are kept as they are; the device resizes batches
     decoded_bytes = len(all_files) * channels * size[0] * size[1]
     in_memory = decoded_bytes <= (budget if budget is not None else memory_budget())
     if not in_memory:
