@@ -67,13 +67,19 @@ def resize_and_crop(image: Image.Image, size: tuple[int, int], resize_to: int | 
     return image.crop((left, top, left + width, top + height))
 
 
+# JPEGs over this many pixels (camera photos) decode at reduced scale; smaller ones decode in
+# full, so their pixels are exactly what a plain Pillow decode and resize give.
+DRAFT_MIN_PIXELS = 1 << 21
+
+
 def _draft_side(size: tuple[int, int], resize_to: int | None) -> int:
     """The side both stored dimensions must keep when a JPEG is decoded at reduced scale.
 
-    Square and the largest wanted dimension, so an EXIF rotation (which swaps width and
-    height after decoding) still leaves enough pixels for the resize and crop that follow.
+    Square and twice the largest wanted dimension: an EXIF rotation (which swaps width and
+    height after decoding) still leaves enough pixels, and the bilinear resize that follows
+    still averages several decoded pixels into each output pixel.
     """
-    return max(size[0], size[1], resize_to or 0)
+    return 2 * max(size[0], size[1], resize_to or 0)
 
 
 def check_pixels(path: Path, image: Image.Image) -> None:
@@ -96,8 +102,8 @@ def load_image(
     """Return a uint8 tensor (channels, H, W); raise ImageReadError for anything unreadable.
 
     With `size`, a large JPEG is decoded at a reduced scale (libjpeg's DCT scaling through
-    Pillow's draft()) no smaller than needed, so a 12-megapixel photo bound for 32x32 never
-    exists at full resolution in memory.
+    Pillow's draft()), so a 12-megapixel photo bound for 32x32 never exists at full
+    resolution in memory.
     """
     path = Path(path)
     try:
@@ -108,7 +114,7 @@ def load_image(
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # check_pixels decides
             with Image.open(path) as image:
                 check_pixels(path, image)
-                if size is not None and image.format == "JPEG":
+                if size is not None and image.format == "JPEG" and image.width * image.height > DRAFT_MIN_PIXELS:
                     side = _draft_side(size, resize_to)
                     image.draft(None, (side, side))
                 image = ImageOps.exif_transpose(image)

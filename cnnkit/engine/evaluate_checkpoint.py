@@ -78,7 +78,7 @@ def _load_evaluation_dataset(data: dict, spec: str | None, data_dir: str | Path 
     return load_dataset(
         spec, data_dir if data_dir is not None else data.get("data_dir", "data"),
         image_size=int(data["size"][0]), channels=int(data["channels"]), resize_to=data.get("resize_to"),
-        workers=workers, budget=budget, progress_factory=progress_factory,
+        max_side=int(data["size"][0]), workers=workers, budget=budget, progress_factory=progress_factory,
     )
 
 
@@ -122,7 +122,9 @@ def evaluate_checkpoint(
         reporter.warn(f"skipped unreadable image {path}: {reason}")
     check_classes(loaded, data["classes"])
     split_name = split or default_split(loaded)
-    if split_name in ("val", "train"):  # drawn from the train files by seed: only the same files give the same split
+    # val and train are drawn from the train files by seed: only the same files give the same split.
+    # (Another dataset's val is not training's held-out part whatever its files, so only the own one is checked.)
+    if split_name in ("val", "train") and loaded.spec == data.get("spec"):
         check_same_files(data, loaded.fingerprint, loaded.spec, f"--split {split_name}",
                          "evaluate with --split test, or on a separate test folder (--dataset DIR --split test)")
     chosen = pick_split(loaded, split_name, data.get("val_split"), int(data.get("seed", 0)))

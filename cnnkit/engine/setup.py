@@ -59,7 +59,7 @@ def eval_batch_size(batch_size: int) -> int:
 
 def prepare_data(cfg: TrainConfig, reporter: Reporter, image_size: int, resize_to: int | None = None) -> Dataset:
     dataset = load_dataset(
-        cfg.dataset, cfg.data_dir, image_size=image_size, resize_to=resize_to,
+        cfg.dataset, cfg.data_dir, image_size=image_size, resize_to=resize_to, max_side=image_size,
         budget=parse_bytes(cfg.memory_budget) if cfg.memory_budget else None,
         workers=cfg.workers or None, progress_factory=task_progress(reporter.quiet),
     )
