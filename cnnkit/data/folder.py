@@ -95,12 +95,15 @@ STALE_TEMPORARY_SECONDS = 3600
 
 def _file_signature(path: Path) -> bytes:
     """Path, size, mtime and a hash of the first and last 64 KiB, as bytes (names need not be UTF-8)."""
-    with open(path, "rb") as f:
-        stat = os.fstat(f.fileno())
-        head = f.read(SAMPLE_BYTES)
-        if stat.st_size > SAMPLE_BYTES:
-            f.seek(max(SAMPLE_BYTES, stat.st_size - SAMPLE_BYTES))
-            head += f.read(SAMPLE_BYTES)
+    try:
+        with open(path, "rb") as f:
+            stat = os.fstat(f.fileno())
+            head = f.read(SAMPLE_BYTES)
+            if stat.st_size > SAMPLE_BYTES:
+                f.seek(max(SAMPLE_BYTES, stat.st_size - SAMPLE_BYTES))
+                head += f.read(SAMPLE_BYTES)
+    except OSError as exc:  # unreadable or gone: decoding will skip it with a reason; the key says so
+        return os.fsencode(path) + f"|error {exc.errno}\n".encode()
     sample = hashlib.sha256(head).digest()
     return os.fsencode(path) + f"|{stat.st_size}|{stat.st_mtime_ns}|".encode() + sample + b"\n"
 
@@ -194,8 +197,7 @@ def _valid_cache(saved, files: list[Path], labels: list[int], channels: int, siz
         return None
     skipped = [(s[0], s[1]) for s in raw_skipped]
     skipped_paths = {path for path, _ in skipped}
-    by_name = {str(f): i for i, f in enumerate(files)}
-    if len(skipped_paths) != len(skipped) or not skipped_paths <= by_name.keys():
+    if len(skipped_paths) != len(skipped) or not skipped_paths <= {str(f) for f in files}:
         return None
     kept = [label for f, label in zip(files, labels) if str(f) not in skipped_paths]
     if images.dtype != torch.uint8 or tuple(images.shape) != (len(kept), channels, *size):
