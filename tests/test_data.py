@@ -18,7 +18,7 @@ from cnnkit.data.memory import parse_bytes
 from cnnkit.data.resolve import load_dataset
 from cnnkit.errors import DataError, UsageError
 
-from hostile import write_bad_checkpoint
+from hostile import assert_clean_failure, digests, write_bad_checkpoint
 
 
 def test_mnist_sample_split():
@@ -155,6 +155,79 @@ def test_idx_count_mismatch_is_an_error(tmp_path):
         load_dataset(str(tmp_path))
 
 
+def _idx_header(code: int, dims: tuple[int, ...]) -> bytes:
+    import struct
+
+    return struct.pack(">HBB", 0, code, len(dims)) + struct.pack(f">{len(dims)}I", *dims)
+
+
+def test_a_gzip_longer_than_its_header_is_refused_after_reading_only_the_header(tmp_path):
+    """A small header followed by 64 MB of zeros (a 64 KB gz): read what the header declares, then stop."""
+    import gzip
+    import tracemalloc
+
+    from cnnkit.data.idx import read_idx
+
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    bomb.write_bytes(gzip.compress(_idx_header(0x08, (2, 4, 4)) + bytes(64 << 20), compresslevel=1, mtime=0))
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match="longer than its header says"):
+            read_idx(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"read {peak} bytes into memory for a 32-byte payload"
+
+
+def test_a_gzip_too_small_for_its_declared_dims_is_refused_before_decompressing(tmp_path):
+    import gzip
+    import tracemalloc
+
+    from cnnkit.data.idx import read_idx
+
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    # 1000 x 1000 x 1000 = 1 GB declared by a file of a few dozen bytes: deflate cannot expand that far.
+    bomb.write_bytes(gzip.compress(_idx_header(0x08, (1000, 1000, 1000)) + bytes(100), mtime=0))
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match="1000x1000x1000"):
+            read_idx(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+
+
+@pytest.mark.parametrize("labels, message", [
+    (np.array([0, 1.7, 2, 1, 0, 2], np.float32), "float32 labels"),
+    (np.array([0, 1, 2, 1, 0, 200_000], np.int32), "at most 10000 classes"),
+    (np.array([0, 1, 2, 1, 0, -3], np.int32), "negative"),
+])
+def test_idx_labels_must_be_small_non_negative_integers(cli, tmp_path, labels, message):
+    root = tmp_path / "idx"
+    root.mkdir()
+    _write_idx_pair(root, "train", np.zeros((6, 8, 8), np.uint8), labels)
+    before = digests(root)
+    code, _, stderr = cli("inspect-dataset", root)
+    assert message in assert_clean_failure(code, stderr)[0]
+    assert digests(root) == before
+
+
+def test_plain_and_gz_idx_files_that_differ_are_an_error_naming_both(cli, tmp_path):
+    root = tmp_path / "idx"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 8, 8), dtype=np.uint8)
+    _write_idx_pair(root, "train", images, np.array([0, 1, 0, 1, 0, 1], np.uint8))
+    write_idx(root / "train-images-idx3-ubyte.gz", images)  # the same data compressed: fine
+    assert cli("inspect-dataset", root, "--json")[0] == 0
+    write_idx(root / "train-images-idx3-ubyte.gz", 255 - images)  # an older or newer copy: which one?
+    code, _, stderr = cli("inspect-dataset", root)
+    error = assert_clean_failure(code, stderr)[0]
+    assert "train-images-idx3-ubyte " in error and "train-images-idx3-ubyte.gz" in error and "different" in error
+
+
 def test_epoch_order_is_a_function_of_seed_and_epoch():
     assert torch.equal(epoch_order(100, 1, 0, True), epoch_order(100, 1, 0, True))
     assert not torch.equal(epoch_order(100, 1, 0, True), epoch_order(100, 1, 1, True))
@@ -202,3 +275,42 @@ def test_folder_of_one_size_is_not_recropped(pets_folder):
     expected = torch.from_numpy(np.asarray(Image.open(photo).convert("RGB")).copy()).permute(2, 0, 1)
     assert ds.size == (180, 180)
     assert any(torch.equal(expected, img) for img in ds.splits["train"].images[:50])
+
+
+def _camera_jpegs(root: Path, size=(1200, 900)) -> Path:
+    """Six same-size photos-like JPEGs in two class folders (width x height = size)."""
+    rng = np.random.default_rng(0)
+    base = np.linspace(0, 255, size[0] * size[1] * 3).reshape(size[1], size[0], 3)
+    for c, cls in enumerate(("cat", "dog")):
+        (root / cls).mkdir(parents=True)
+        for i in range(3):
+            pixels = np.clip(base * (0.5 + 0.2 * c) + rng.integers(0, 40, base.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels, "RGB").save(root / cls / f"IMG_{i}.jpg", quality=85)
+    return root
+
+
+def test_large_same_size_photos_are_decoded_at_the_model_size(cli, tmp_path):
+    root = _camera_jpegs(tmp_path / "photos")
+    code, out, err = cli("train", "lenet", "--dataset", root, "--epochs", "1", "--out", tmp_path / "runs", "--json")
+    assert code == 0, err
+    run_dir = Path(json.loads(out)["run_dir"])
+    data = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)["data"]
+    assert data["size"] == [32, 32]
+    # What the training run held in memory: N x C x 32 x 32, not N x C x 900 x 1200.
+    dataset = load_dataset(str(root), image_size=32, max_side=32)
+    assert tuple(dataset.splits["train"].images.shape) == (6, 3, 32, 32)
+    assert any("at 32x32" in note for note in dataset.notes)
+    code, out, err = cli("evaluate", run_dir, "--split", "val", "--json")  # decoded alike from the checkpoint
+    assert code == 0, err
+
+
+def test_reduced_scale_jpeg_decoding_matches_a_full_decode_closely(tmp_path):
+    from cnnkit.data.images import load_image, resize_and_crop
+
+    root = _camera_jpegs(tmp_path / "photos", size=(2000, 1500))  # 3 Mpixels: decoded at reduced scale
+    path = root / "cat" / "IMG_0.jpg"
+    fast = load_image(path, 3, (32, 32)).float()
+    with Image.open(path) as image:
+        full = torch.from_numpy(np.array(resize_and_crop(image.convert("RGB"), (32, 32)))).permute(2, 0, 1).float()
+    assert fast.shape == full.shape == (3, 32, 32)
+    assert (fast - full).abs().mean() < 4.0  # DCT scaling then bilinear vs full decode then bilinear

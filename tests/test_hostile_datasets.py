@@ -9,12 +9,14 @@ commands' turn.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from cnnkit.data.folder import CACHE_DIR
 from hostile import IDX_DEFECTS, assert_clean_failure, digests, idx_bytes, picture, shared_mobilenet_weights, shared_oneconv_run, write_broken_idx
 
 MESSAGES = {
@@ -134,3 +136,51 @@ def test_training_needs_two_classes_and_some_training_images(cli, command, weigh
         code, _, err = cli(*args, "--dataset", dataset, "--out", tmp_path / "runs")
         assert message in assert_clean_failure(code, err)[0]
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("spec", ["", "   "])
+@pytest.mark.parametrize("command", list(COMMANDS) + ["inspect-dataset --verify"])
+def test_an_empty_dataset_spec_is_a_usage_error_not_the_current_folder(cli, command, spec, weights, trained, tmp_path):
+    """`--dataset "$DATA"` with DATA unset: the cwd holds a perfectly trainable folder, which must not be used."""
+    for cls in ("cat", "dog"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.fromarray(picture(seed=i)).save(tmp_path / cls / f"{i}.png")
+    before = digests(tmp_path)
+    names = {"DS": spec, "OUT": str(tmp_path / "out"), "WEIGHTS": str(weights), "RUN": str(trained)}
+    argv = COMMANDS.get(command, ["inspect-dataset", "DS", "--verify"])
+    code, out, err = cli(*[names.get(a, a.replace("OUT", names["OUT"])) for a in argv])
+    assert "empty" in assert_clean_failure(code, err, expected_code=2)[0]
+    assert out == ""
+    assert digests(tmp_path) == before and not (tmp_path / CACHE_DIR).exists() and not (tmp_path / "out").exists()
+
+
+def test_a_flat_folder_with_classes_named_train_test_and_val_is_a_dataset_of_classes(cli, tmp_path):
+    root = tmp_path / "flat"
+    for c, cls in enumerate(("test", "train", "val", "zebra")):
+        (root / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(picture(seed=10 * c + i)).save(root / cls / f"{i}.png")
+    code, out, err = cli("inspect-dataset", root, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["classes"] == ["test", "train", "val", "zebra"]
+    assert list(report["splits"]) == ["train"] and report["splits"]["train"]["samples"] == 12
+
+
+def test_a_split_layout_is_still_found_one_level_deeper(cli, tmp_path):
+    root = tmp_path / "split"
+    for split in ("train", "val"):
+        for cls in ("cat", "dog"):
+            (root / split / cls).mkdir(parents=True)
+            Image.fromarray(picture()).save(root / split / cls / "1.png")
+    code, out, err = cli("inspect-dataset", root, "--json")
+    assert code == 0, err
+    assert json.loads(out)["classes"] == ["cat", "dog"] and sorted(json.loads(out)["splits"]) == ["test", "train"]
+    # train/ of class folders beside val/ of loose images cannot be both layouts at once.
+    for image in (root / "val").rglob("*.png"):
+        image.rename(root / "val" / f"{image.parent.name}.png")
+    for cls in ("cat", "dog"):
+        (root / "val" / cls).rmdir()
+    code, _, err = cli("inspect-dataset", root)
+    assert "holds class folders but" in assert_clean_failure(code, err)[0]

@@ -53,6 +53,9 @@ class Dataset:
     resize_to: int | None = None  # short side folders were scaled to before a center crop, if any
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     notes: list[str] = field(default_factory=list)
+    # sha256 of the sorted relative paths and sizes of the dataset's files (folders and IDX
+    # directories); None for catalog tensors, whose files torchvision checks by MD5.
+    fingerprint: str | None = None
 
     @property
     def streamed(self) -> bool:
@@ -88,3 +91,31 @@ def train_val_splits(dataset: Dataset, val_split: float | None, seed: int) -> tu
     fraction = 0.2 if val_split is None else val_split
     train_idx, val_idx = validation_indices(len(train), fraction, seed)
     return train.subset(train_idx), train.subset(val_idx), f"{fraction:.0%} of train"
+
+
+def files_fingerprint(root: Path, files: list[Path]) -> str:
+    """sha256 of each file's path relative to root and its size, in sorted order (bytes: any name works)."""
+    import hashlib
+    import os
+
+    entries = sorted((os.fsencode(Path(f).relative_to(root)), Path(f).stat().st_size) for f in files)
+    digest = hashlib.sha256()
+    for name, size in entries:
+        digest.update(name + b"\0" + str(size).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def check_same_files(recorded_data: dict, current: str | None, spec: str, action: str, hint: str) -> None:
+    """Refuse to re-split a dataset whose files changed since training recorded their fingerprint.
+
+    The validation split is drawn from the file list by seed: a file added, removed or
+    resized moves images between train and val, and the figures would silently change.
+    Checkpoints written before fingerprints (and catalog datasets) have none: nothing to compare.
+    """
+    from cnnkit.errors import DataError
+
+    recorded = recorded_data.get("fingerprint")
+    if not recorded or not current or recorded == current:
+        return
+    raise DataError(f"the files of dataset '{spec}' changed since this checkpoint was trained, so {action} "
+                    "would split them differently", hint)

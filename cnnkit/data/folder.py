@@ -17,7 +17,7 @@ from cnnkit.errors import DataError
 from cnnkit.fileio import load_cache
 
 CACHE_DIR = ".cnnkit-cache"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: content-sampled keys, names decoded-<group>-<key>.pt
 SPLIT_NAMES = {"train": "train", "test": "test", "val": "test", "valid": "test", "validation": "test"}
 
 
@@ -26,12 +26,28 @@ def class_folders(root: Path) -> list[Path]:
 
 
 def find_split_dirs(root: Path) -> dict[str, Path] | None:
-    """`train/` plus `test/` or `val/`: an explicit split layout."""
+    """`train/` plus `test/` or `val/`: an explicit split layout.
+
+    A folder named `train` is a split only if it holds class folders; one that holds images
+    is a class (a flat dataset of classes `test`, `train`, `val`, ...), decided one level deeper.
+    """
     names = {p.name.lower(): p for p in class_folders(root)}
-    if "train" not in names:
+    if "train" not in names or not _holds_class_folders(names["train"]):
         return None
     held_out = next((names[n] for n in ("test", "val", "valid", "validation") if n in names), None)
+    if held_out is not None and not _holds_class_folders(held_out):
+        raise DataError(
+            f"{names['train']} holds class folders but {held_out} does not",
+            "a split layout has class folders in both train/ and test/ (or val/); a flat dataset has images in every class folder",
+        )
     return {"train": names["train"], "test": held_out} if held_out else {"train": names["train"]}
+
+
+def _holds_class_folders(folder: Path) -> bool:
+    """A split folder holds class folders and no images of its own; a class folder holds images."""
+    entries = list(folder.iterdir())
+    has_images = any(p.is_file() and is_image_file(p) for p in entries)
+    return not has_images and any(p.is_dir() and not p.name.startswith(".") for p in entries)
 
 
 def scan_classes(root: Path, classes: list[str] | None = None) -> tuple[list[str], list[Path], list[int]]:
@@ -70,12 +86,42 @@ def common_size(files: list[Path], workers: int) -> tuple[tuple[int, int] | None
     return (next(iter(sizes)) if len(sizes) == 1 else None), sizes, modes
 
 
-def _cache_key(files: list[Path], channels: int, size: tuple[int, int], resize_to: int | None) -> str:
-    digest = hashlib.sha1(f"{CACHE_VERSION}|{channels}|{size}|{resize_to}".encode())
-    for path in files:
-        stat = path.stat()
-        digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:20]
+# How much of each file's start and end the cache key hashes: a rewrite that keeps the size (and,
+# restored from a backup, the mtime) changes the pixels, and nearly always these bytes too.
+SAMPLE_BYTES = 64 << 10
+# A temporary cache older than this was left by a crashed run, not by one still writing it.
+STALE_TEMPORARY_SECONDS = 3600
+
+
+def _file_signature(path: Path) -> bytes:
+    """Path, size, mtime and a hash of the first and last 64 KiB, as bytes (names need not be UTF-8)."""
+    try:
+        with open(path, "rb") as f:
+            stat = os.fstat(f.fileno())
+            head = f.read(SAMPLE_BYTES)
+            if stat.st_size > SAMPLE_BYTES:
+                f.seek(max(SAMPLE_BYTES, stat.st_size - SAMPLE_BYTES))
+                head += f.read(SAMPLE_BYTES)
+    except OSError as exc:  # unreadable or gone: decoding will skip it with a reason; the key says so
+        return os.fsencode(path) + f"|error {exc.errno}\n".encode()
+    sample = hashlib.sha256(head).digest()
+    return os.fsencode(path) + f"|{stat.st_size}|{stat.st_mtime_ns}|".encode() + sample + b"\n"
+
+
+def _cache_group(files: list[Path], channels: int, size: tuple[int, int], resize_to: int | None) -> str:
+    """What a cache is of (one split's folder, decoded to one size): generations of it replace each other."""
+    folder = os.path.commonpath([os.fsencode(p.parent) for p in files]) if files else b""
+    digest = hashlib.sha256(f"{CACHE_VERSION}|{channels}|{size}|{resize_to}|".encode() + folder)
+    return digest.hexdigest()[:12]
+
+
+def _cache_key(files: list[Path], channels: int, size: tuple[int, int], resize_to: int | None, workers: int = 4) -> str:
+    digest = hashlib.sha256(f"{CACHE_VERSION}|{channels}|{size}|{resize_to}|{len(files)}\n".encode())
+    # hashlib and file reads release the GIL: threads read the samples in parallel.
+    with ThreadPoolExecutor(workers) as pool:
+        for signature in pool.map(_file_signature, files):
+            digest.update(signature)
+    return digest.hexdigest()[:24]
 
 
 def decode_files(
@@ -122,27 +168,79 @@ def load_folder_split(
     """A split held in memory (decoded or from the cache) or streamed. Returns (split, skipped, from_cache)."""
     if not in_memory:
         return FileSplit(list(files), torch.tensor(labels, dtype=torch.long), resize_to), [], False
-    cache = root / CACHE_DIR / f"decoded-{_cache_key(files, channels, size, resize_to)}.pt"
-    saved = load_cache(cache)  # None when missing or damaged: decode again, never trust it
-    if isinstance(saved, dict) and {"images", "labels", "skipped"} <= saved.keys():
-        return TensorSplit(saved["images"], saved["labels"]), [tuple(s) for s in saved["skipped"]], True
+    group = _cache_group(files, channels, size, resize_to)
+    cache = root / CACHE_DIR / f"decoded-{group}-{_cache_key(files, channels, size, resize_to, workers)}.pt"
+    cached = _valid_cache(load_cache(cache), files, labels, channels, size)  # None: decode again, never trust it
+    if cached is not None:
+        return cached[0], cached[1], True
     if progress_factory:
         with progress_factory(f"decoding {root.name}", len(files)) as advance:
             split, skipped = decode_files(files, labels, channels, size, resize_to, workers, advance)
     else:
         split, skipped = decode_files(files, labels, channels, size, resize_to, workers)
-    _write_cache(cache, split, skipped)
+    _write_cache(cache, group, split, skipped)
     return split, skipped, False
 
 
-def _write_cache(cache: Path, split: TensorSplit, skipped: list) -> None:
+def _valid_cache(saved, files: list[Path], labels: list[int], channels: int, size: tuple[int, int]):
+    """(split, skipped) from a loaded cache if it is exactly what decoding `files` would give, else None.
+
+    A cache is a file anyone can replace: every count, shape, dtype and label is checked
+    against the scan, so a wrong one is rebuilt rather than trained on (or crashed on).
+    """
+    if not isinstance(saved, dict) or not {"images", "labels", "skipped"} <= saved.keys():
+        return None
+    images, cached_labels, raw_skipped = saved["images"], saved["labels"], saved["skipped"]
+    if not (isinstance(images, torch.Tensor) and isinstance(cached_labels, torch.Tensor) and isinstance(raw_skipped, list)):
+        return None
+    if not all(isinstance(s, (list, tuple)) and len(s) == 2 and all(isinstance(x, str) for x in s) for s in raw_skipped):
+        return None
+    skipped = [(s[0], s[1]) for s in raw_skipped]
+    skipped_paths = {path for path, _ in skipped}
+    if len(skipped_paths) != len(skipped) or not skipped_paths <= {str(f) for f in files}:
+        return None
+    kept = [label for f, label in zip(files, labels) if str(f) not in skipped_paths]
+    if images.dtype != torch.uint8 or tuple(images.shape) != (len(kept), channels, *size):
+        return None
+    if cached_labels.dtype != torch.long or not torch.equal(cached_labels, torch.tensor(kept, dtype=torch.long)):
+        return None
+    return TensorSplit(images.contiguous(), cached_labels), sorted(skipped)
+
+
+def _write_cache(cache: Path, group: str, split: TensorSplit, skipped: list) -> None:
     from cnnkit.fileio import atomic_torch_save
 
     try:
         payload = {"images": split.images, "labels": split.labels, "skipped": [list(s) for s in skipped]}
         atomic_torch_save(cache, payload)
     except OSError:
-        pass  # a read-only dataset still trains; it just decodes again next time
+        return  # a read-only dataset still trains; it just decodes again next time
+    _remove_old_caches(cache, group)
+
+
+def _remove_old_caches(current: Path, group: str) -> None:
+    """Earlier generations of this cache (the files changed since), caches of the old key format, and
+    temporaries a crashed run left: without this every edit of a folder leaves a full copy behind."""
+    import re
+    import time
+
+    legacy = re.compile(r"decoded-[0-9a-f]{20}\.pt")  # CACHE_VERSION 1: no group in the name
+    now = time.time()
+    try:
+        entries = list(current.parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        name = entry.name
+        old = (name.startswith(f"decoded-{group}-") and name.endswith(".pt")) or legacy.fullmatch(name)
+        temporary = name.startswith(".decoded-") and name.endswith(".tmp")
+        try:
+            if entry == current or entry.is_symlink() or not entry.is_file():
+                continue
+            if old or (temporary and now - entry.stat().st_mtime > STALE_TEMPORARY_SECONDS):
+                entry.unlink()
+        except OSError:
+            pass  # another run removed it first, or the folder is read-only now
 
 
 def default_workers() -> int:

@@ -15,6 +15,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cnnkit.errors import DataError
 
+# The explicit check_pixels() below is what refuses bombs; Pillow's own warning for 1x-2x
+# its limit is then only noise, so it is silenced once here, for every thread alike.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
 JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", ".ds_store"})
 
@@ -63,25 +67,62 @@ def resize_and_crop(image: Image.Image, size: tuple[int, int], resize_to: int | 
     return image.crop((left, top, left + width, top + height))
 
 
+# JPEGs over this many pixels (camera photos) decode at reduced scale; smaller ones decode in
+# full, so their pixels are exactly what a plain Pillow decode and resize give.
+DRAFT_MIN_PIXELS = 1 << 21
+
+
+def _draft_side(size: tuple[int, int], resize_to: int | None) -> int:
+    """The side both stored dimensions must keep when a JPEG is decoded at reduced scale.
+
+    Square and twice the largest wanted dimension: an EXIF rotation (which swaps width and
+    height after decoding) still leaves enough pixels, and the bilinear resize that follows
+    still averages several decoded pixels into each output pixel.
+    """
+    return 2 * max(size[0], size[1], resize_to or 0)
+
+
+def check_pixels(path: Path, image: Image.Image) -> None:
+    """Refuse an image whose header declares more pixels than Pillow's MAX_IMAGE_PIXELS.
+
+    Pillow itself raises only past twice the limit and merely warns between 1x and 2x;
+    and a warnings filter is process-wide, so under the decoding threads one thread's
+    catch_warnings() can undo another's. An explicit check needs neither.
+    """
+    limit = Image.MAX_IMAGE_PIXELS
+    width, height = image.size
+    if limit is not None and width * height > limit:
+        raise ImageReadError(path, f"refused as a decompression bomb ({width}x{height} = {width * height} pixels, "
+                                   f"over the limit of {limit})")
+
+
 def load_image(
     path: str | Path, channels: int, size: tuple[int, int] | None = None, resize_to: int | None = None
 ) -> torch.Tensor:
-    """Return a uint8 tensor (channels, H, W); raise ImageReadError for anything unreadable."""
+    """Return a uint8 tensor (channels, H, W); raise ImageReadError for anything unreadable.
+
+    With `size`, a large JPEG is decoded at a reduced scale (libjpeg's DCT scaling through
+    Pillow's draft()), so a 12-megapixel photo bound for 32x32 never exists at full
+    resolution in memory.
+    """
     path = Path(path)
     try:
         with warnings.catch_warnings():
-            # Past Pillow's pixel limit the warning becomes an error: a bomb is refused, not decoded.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
             # Pillow's complaints about damaged files (corrupt EXIF, tags past the end) would be stray
             # lines on stderr; the image decodes or fails with a reason, and that is what is reported.
             warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # check_pixels decides
             with Image.open(path) as image:
+                check_pixels(path, image)
+                if size is not None and image.format == "JPEG" and image.width * image.height > DRAFT_MIN_PIXELS:
+                    side = _draft_side(size, resize_to)
+                    image.draft(None, (side, side))
                 image = ImageOps.exif_transpose(image)
                 image = _to_mode(image, channels)
                 if size is not None:
                     image = resize_and_crop(image, size, resize_to)
                 array = np.asarray(image, dtype=np.uint8)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         raise ImageReadError(path, f"refused as a decompression bomb ({exc})") from None
     except UnidentifiedImageError:
         raise ImageReadError(path, "not an image file Pillow can identify") from None
@@ -95,12 +136,13 @@ def load_image(
 
 
 def probe_image(path: Path) -> tuple[tuple[int, int], str] | None:
-    """(width, height) and mode from the header alone, or None if it is not an image."""
+    """(width, height) and mode from the header alone, or None if it is not an image (or is a bomb)."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # check_pixels decides
             with Image.open(path) as image:
+                check_pixels(path, image)
                 return image.size, image.mode
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, UnidentifiedImageError):
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, UnidentifiedImageError, ImageReadError):
         return None

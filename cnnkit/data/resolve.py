@@ -7,10 +7,21 @@ from pathlib import Path
 from typing import Callable
 
 from cnnkit.data import catalog, folder
-from cnnkit.data.dataset import Dataset
-from cnnkit.data.idx_dir import is_idx_dir, load_idx_dir
+from cnnkit.data.dataset import Dataset, files_fingerprint
+from cnnkit.data.idx_dir import idx_dir_files, is_idx_dir, load_idx_dir
 from cnnkit.data.memory import memory_budget
-from cnnkit.errors import DataError
+from cnnkit.errors import DataError, UsageError
+
+
+def checked_spec(spec: str) -> str:
+    """The spec, refused when empty: `--dataset "$DATA"` with DATA unset would mean the current folder."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise UsageError(
+            "the dataset is an empty string",
+            "name a catalog dataset, an image folder or an IDX directory (an unset shell variable gives ''); "
+            "for the current folder write .",
+        )
+    return spec
 
 
 def load_dataset(
@@ -23,23 +34,30 @@ def load_dataset(
     budget: int | None = None,
     workers: int | None = None,
     progress_factory: Callable | None = None,
+    max_side: int | None = None,
 ) -> Dataset:
     """Load a dataset spec.
 
     `image_size` is the side folders of mixed image sizes are decoded to (the
     model's input size). `channels` forces grey (1) or RGB (3) for folders.
+    `max_side`: a folder of one image size larger than this on both sides is decoded
+    to max_side x max_side instead of held at full resolution (training passes the
+    model's input size; export-idx and inspect keep the images as they are).
     """
     data_dir = Path(data_dir)
-    key = spec.strip().lower()
+    key = checked_spec(spec).strip().lower()
     if key in catalog.CATALOG:
-        return _load_catalog(key, data_dir, image_size, budget, workers, progress_factory)
+        return _load_catalog(key, data_dir, image_size, budget, workers, progress_factory, max_side)
     path = Path(spec).expanduser()
     if path.is_dir():
         path = path.resolve()
         if is_idx_dir(path):
             splits, classes = load_idx_dir(path)
-            return _tensor_dataset(str(path), path.name, "idx", splits, classes)
-        return _load_folder(path, str(path), path.name, image_size, channels, resize_to, budget, workers, progress_factory)
+            dataset = _tensor_dataset(str(path), path.name, "idx", splits, classes)
+            dataset.fingerprint = files_fingerprint(path, idx_dir_files(path))
+            return dataset
+        return _load_folder(path, str(path), path.name, image_size, channels, resize_to, budget, workers, progress_factory,
+                            max_side)
     if path.exists():
         raise DataError(f"dataset '{spec}' is a file, not a directory or catalog name", "pass a folder of images, an IDX directory or a catalog name")
     close = difflib.get_close_matches(key, catalog.list_datasets(), n=3, cutoff=0.5)
@@ -52,20 +70,21 @@ def _tensor_dataset(spec, name, kind, splits, classes) -> Dataset:
     return Dataset(spec, name, classes, int(first.shape[1]), (int(first.shape[2]), int(first.shape[3])), splits, kind)
 
 
-def _load_catalog(key, data_dir, image_size, budget, workers, progress_factory) -> Dataset:
+def _load_catalog(key, data_dir, image_size, budget, workers, progress_factory, max_side) -> Dataset:
     if key == "mnist-sample":
         splits, classes = catalog.load_mnist_sample()
         return _tensor_dataset(key, key, "catalog", splits, classes)
     if key == "cats-dogs":
         root = catalog.cats_dogs_root(data_dir)
-        dataset = _load_folder(root, key, key, image_size, None, None, budget, workers, progress_factory)
+        dataset = _load_folder(root, key, key, image_size, None, None, budget, workers, progress_factory, max_side)
         dataset.kind = "catalog"
         return dataset
     splits, classes = catalog.load_torchvision(key, data_dir)
     return _tensor_dataset(key, key, "catalog", splits, classes)
 
 
-def _load_folder(root, spec, name, image_size, channels, resize_to, budget, workers, progress_factory) -> Dataset:
+def _load_folder(root, spec, name, image_size, channels, resize_to, budget, workers, progress_factory,
+                 max_side=None) -> Dataset:
     workers = workers or folder.default_workers()
     split_dirs = folder.find_split_dirs(root) or {"train": root}
     scanned = {}
@@ -83,8 +102,13 @@ def _load_folder(root, spec, name, image_size, channels, resize_to, budget, work
         size = (side, side)
         if len(sizes) > 1:
             notes.append(f"images come in {len(sizes)} sizes; decoding them to {side}x{side}")
+    elif max_side is not None and min(size) > max_side:
+        # Photos all of one large size: held at full resolution they would take GBs for a
+        # 32x32 model. Decode each straight to the model's size, as mixed sizes are.
+        notes.append(f"decoding {size[0]}x{size[1]} images at {max_side}x{max_side}, the model's input size")
+        size = (max_side, max_side)
     else:
-        resize_to = None  # images of one size are kept as they are; the device resizes batches
+        resize_to = None  # images of one small size are kept as they are; the device resizes batches
     decoded_bytes = len(all_files) * channels * size[0] * size[1]
     in_memory = decoded_bytes <= (budget if budget is not None else memory_budget())
     if not in_memory:
@@ -96,4 +120,5 @@ def _load_folder(root, spec, name, image_size, channels, resize_to, budget, work
             raise DataError(f"no readable images in {split_dirs[split]}", "every file failed to decode; run `cnnkit inspect-dataset --verify`")
         splits[split] = data
         skipped.extend(bad)
-    return Dataset(spec, name, classes, channels, size, splits, "folder", resize_to, skipped, notes)
+    return Dataset(spec, name, classes, channels, size, splits, "folder", resize_to, skipped, notes,
+                   files_fingerprint(root, all_files))

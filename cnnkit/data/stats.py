@@ -77,8 +77,10 @@ class PixelStats:
 
 
 def iter_batches(split: Split, channels: int, size: tuple[int, int], workers: int = 4,
-                 on_batch: Callable[[int], None] | None = None) -> Iterator[torch.Tensor]:
-    """uint8 batches of a split; files are decoded a batch at a time (unreadable ones skipped)."""
+                 on_batch: Callable[[int], None] | None = None,
+                 skipped: list[tuple[str, str]] | None = None) -> Iterator[torch.Tensor]:
+    """uint8 batches of a split; files are decoded a batch at a time (unreadable ones skipped,
+    and appended to `skipped` as (path, reason))."""
     if isinstance(split, TensorSplit):
         for start in range(0, len(split), BATCH_IMAGES):
             batch = split.images[start:start + BATCH_IMAGES]
@@ -90,7 +92,9 @@ def iter_batches(split: Split, channels: int, size: tuple[int, int], workers: in
     def decode(path: Path) -> torch.Tensor | None:
         try:
             return load_image(path, channels, size, split.resize_to)
-        except ImageReadError:
+        except ImageReadError as exc:
+            if skipped is not None:
+                skipped.append((str(path), exc.reason))
             return None
 
     with ThreadPoolExecutor(workers) as pool:
@@ -132,9 +136,10 @@ def imbalance_ratio(counts: list[int]) -> float | None:
     return max(present) / min(present)
 
 
-def split_report(split: Split, dataset: Dataset, workers: int, on_batch=None) -> tuple[dict, PixelStats]:
+def split_report(split: Split, dataset: Dataset, workers: int, on_batch=None,
+                 skipped: list[tuple[str, str]] | None = None) -> tuple[dict, PixelStats]:
     stats = PixelStats(dataset.channels)
-    for batch in iter_batches(split, dataset.channels, dataset.size, workers, on_batch):
+    for batch in iter_batches(split, dataset.channels, dataset.size, workers, on_batch, skipped):
         stats.update(batch)
     counts = class_counts(split.labels, len(dataset.classes))
     ratio = imbalance_ratio(counts)
@@ -187,13 +192,14 @@ def inspect_dataset(dataset: Dataset, split_names: list[str], root: Path | None 
         "skipped": [{"path": p, "reason": r} for p, r in dataset.skipped],
     }
     pixel_stats = {}
+    skipped = list(dataset.skipped)  # decoded in memory: found at load; streamed: found just now
     for name in split_names:
         split = dataset.split(name)
         if isinstance(split, FileSplit) and progress_factory:
             with progress_factory(f"reading {name}", len(split)) as advance:
-                report["splits"][name], pixel_stats[name] = split_report(split, dataset, workers, advance)
+                report["splits"][name], pixel_stats[name] = split_report(split, dataset, workers, advance, skipped)
         else:
-            report["splits"][name], pixel_stats[name] = split_report(split, dataset, workers)
+            report["splits"][name], pixel_stats[name] = split_report(split, dataset, workers, skipped=skipped)
         part = report["splits"][name]
         if part["imbalanced"]:
             ratio = part["imbalance_ratio"]
@@ -209,6 +215,10 @@ def inspect_dataset(dataset: Dataset, split_names: list[str], root: Path | None 
     if root is not None:
         files = split_files(root)
         report["files"] = {name: image_file_stats(files[name], workers) for name in split_names if name in files}
-    if dataset.skipped:
-        report["warnings"].append(f"{len(dataset.skipped)} unreadable image(s) were skipped")
+    skipped = sorted(set(skipped))
+    report["skipped"] = [{"path": p, "reason": r} for p, r in skipped]
+    # One line per image, naming it (a bomb or a damaged file is something to go and remove).
+    report["warnings"].extend(f"unreadable image {path} left out: {reason}" for path, reason in skipped)
+    if skipped:
+        report["warnings"].append(f"{len(skipped)} unreadable image(s) were skipped")
     return report

@@ -34,7 +34,9 @@ class VerifyResult:
 
 def folder_root(spec: str, data_dir: str | Path) -> Path | None:
     """The image folder behind a dataset spec, or None for tensor datasets (IDX, MNIST, CIFAR)."""
-    key = spec.strip().lower()
+    from cnnkit.data.resolve import checked_spec
+
+    key = checked_spec(spec).strip().lower()
     if key == "cats-dogs":
         return catalog.cats_dogs_root(Path(data_dir))
     if key in catalog.CATALOG:

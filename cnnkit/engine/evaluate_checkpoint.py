@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnkit.data.dataset import Dataset, FileSplit, Split, train_val_splits
+from cnnkit.data.dataset import Dataset, FileSplit, Split, check_same_files, train_val_splits
 from cnnkit.engine.evaluation import EvalResult
 from cnnkit.errors import DataError
 
@@ -78,7 +78,7 @@ def _load_evaluation_dataset(data: dict, spec: str | None, data_dir: str | Path 
     return load_dataset(
         spec, data_dir if data_dir is not None else data.get("data_dir", "data"),
         image_size=int(data["size"][0]), channels=int(data["channels"]), resize_to=data.get("resize_to"),
-        workers=workers, budget=budget, progress_factory=progress_factory,
+        max_side=int(data["size"][0]), workers=workers, budget=budget, progress_factory=progress_factory,
     )
 
 
@@ -122,6 +122,11 @@ def evaluate_checkpoint(
         reporter.warn(f"skipped unreadable image {path}: {reason}")
     check_classes(loaded, data["classes"])
     split_name = split or default_split(loaded)
+    # val and train are drawn from the train files by seed: only the same files give the same split.
+    # (Another dataset's val is not training's held-out part whatever its files, so only the own one is checked.)
+    if split_name in ("val", "train") and loaded.spec == data.get("spec"):
+        check_same_files(data, loaded.fingerprint, loaded.spec, f"--split {split_name}",
+                         "evaluate with --split test, or on a separate test folder (--dataset DIR --split test)")
     chosen = pick_split(loaded, split_name, data.get("val_split"), int(data.get("seed", 0)))
 
     model = model_from_checkpoint(checkpoint).to(torch_device)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cnnkit.data.dataset import check_same_files
 from cnnkit.engine import distributed
 from cnnkit.engine.checkpoint import load_checkpoint
 from cnnkit.engine.config import TrainConfig
@@ -49,6 +50,8 @@ def resume_training(target: str | Path, reporter: Reporter | None = None, *, epo
         setup = prepare_finetune(config, reporter, run_dir=run_dir)
     else:
         setup = prepare_training(config, reporter, run_dir=run_dir)
+    check_same_files(checkpoint["data"], setup.data_section.get("fingerprint"), setup.data_section["spec"], "--resume",
+                     "start a new run on the changed folder, or put the files back as they were")
     trainer = Trainer(setup, reporter)
     trainer.resume_from(checkpoint)
     done = trainer.state.epoch

@@ -59,7 +59,7 @@ def eval_batch_size(batch_size: int) -> int:
 
 def prepare_data(cfg: TrainConfig, reporter: Reporter, image_size: int, resize_to: int | None = None) -> Dataset:
     dataset = load_dataset(
-        cfg.dataset, cfg.data_dir, image_size=image_size, resize_to=resize_to,
+        cfg.dataset, cfg.data_dir, image_size=image_size, resize_to=resize_to, max_side=image_size,
         budget=parse_bytes(cfg.memory_budget) if cfg.memory_budget else None,
         workers=cfg.workers or None, progress_factory=task_progress(reporter.quiet),
     )
@@ -143,6 +143,7 @@ def data_section(dataset: Dataset, cfg: TrainConfig, in_channels: int, input_siz
         "seed": cfg.seed,
         "limit": cfg.limit,
         "eval_batch_size": eval_batch_size(cfg.batch_size),
+        "fingerprint": dataset.fingerprint,  # evaluate --split val and --resume refuse a folder that changed
     }
 
 
