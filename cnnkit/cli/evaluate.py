@@ -73,11 +73,11 @@ def evaluate(
 
 
 def _print_report(doc: dict) -> None:
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
-    console = stdout_console()
-    summary = Table(title=escape(f"{doc['model']} on {doc['dataset']} ({doc['split']} split)"), show_header=False)
+    console = stdout_console()  # markup off: class names and paths print as they are
+    summary = Table(title=f"{doc['model']} on {doc['dataset']} ({doc['split']} split)", show_header=False)
     for key, value in (
         ("checkpoint", doc["checkpoint"]),
         ("images", f"{doc['count']:,}"),
@@ -85,7 +85,7 @@ def _print_report(doc: dict) -> None:
         (f"top-{doc['top_k']} accuracy", f"{doc['top_k_accuracy']:.2%}"),
         ("loss", f"{doc['loss']:.4f}"),
     ):
-        summary.add_row(key, escape(value))
+        summary.add_row(key, value)
     if doc["skipped"]:
         summary.add_row("skipped images", str(len(doc["skipped"])))
     console.print(summary)
@@ -94,7 +94,7 @@ def _print_report(doc: dict) -> None:
     for column in ("class", "precision", "recall", "f1", "support"):
         per_class.add_column(column, justify="left" if column == "class" else "right")
     for row in doc["per_class"]:
-        per_class.add_row(escape(row["class"]), f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]))
+        per_class.add_row(row["class"], f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]))
     per_class.add_section()
     for label, key in (("macro avg", "macro_avg"), ("weighted avg", "weighted_avg")):
         avg = doc[key]
@@ -108,8 +108,8 @@ def _print_report(doc: dict) -> None:
     matrix = Table(title="confusion matrix (rows: true, columns: predicted)")
     matrix.add_column("true \\ pred")
     for name in classes:
-        matrix.add_column(escape(name), justify="right")
+        matrix.add_column(name, justify="right")
     for i, (name, counts) in enumerate(zip(classes, doc["confusion"])):
-        cells = [f"[bold green]{c}[/]" if j == i else (str(c) if c else "[dim]0[/]") for j, c in enumerate(counts)]
-        matrix.add_row(escape(name), *cells)
+        cells = [Text(str(c), style="bold green" if j == i else "" if c else "dim") for j, c in enumerate(counts)]
+        matrix.add_row(name, *cells)
     console.print(matrix)
