@@ -191,8 +191,12 @@ DataDirOption = Annotated[
 DeviceOption = Annotated[
     str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.", show_default=True)
 ]
-# numpy's legacy seed takes 0..2**32-1; torch offsets it a little per rank and worker.
+# Bounds checked at parse time, before anything is allocated: past them a value is a typo
+# or an attack, never a plan. numpy's legacy seed takes 0..2**32-1 (torch offsets it per rank).
 MAX_SEED = 2**32 - 1
+MAX_BATCH_SIZE = 65_536
+MAX_WORKERS = 256  # processes
+MAX_CLASSES = 100_000  # a head of 100k outputs is already far past ImageNet-21k's 21,841
 SeedOption = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Random seed for weights, data order and augmentation.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the result on stdout; no progress.")]

@@ -9,10 +9,12 @@ from typing import Annotated, Optional
 import typer
 
 from cnnkit.cli.app import app
-from cnnkit.cli.common import DeviceOption, JsonOption, QuietOption, handle_errors, print_json, stdout_console
+from cnnkit.cli.common import MAX_BATCH_SIZE, DeviceOption, JsonOption, QuietOption, handle_errors, print_json, stdout_console
 
 # Beyond this many classes the confusion table is too wide for a terminal; JSON and the PNG still have it.
 MAX_TABLE_CLASSES = 20
+MAX_TOP_K = 1000  # ImageNet's class count
+MAX_WORST = 100  # a gallery of 20 rows of 5: past that it is too tall to draw or to read
 
 
 class SplitName(str, Enum):
@@ -31,11 +33,11 @@ def evaluate(
     checkpoint: Annotated[str, typer.Argument(help="A checkpoint file, or a run directory (its best.pt).", show_default=False)],
     dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Dataset to evaluate on; default: the one the checkpoint was trained on.")] = None,
     split: Annotated[Optional[SplitName], typer.Option("--split", help="test, val (training's validation split) or train; default: test if the dataset has one, else val.")] = None,
-    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Also report top-k accuracy for this k.")] = 5,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=MAX_TOP_K, help="Also report top-k accuracy for this k.")] = 5,
     confusion: Annotated[Optional[Path], typer.Option("--confusion", help="Write the confusion matrix as a PNG with class names.")] = None,
     misclassified: Annotated[Optional[Path], typer.Option("--misclassified", help="Write DIR/misclassified.png: a gallery of the most confident mistakes.")] = None,
-    worst: Annotated[int, typer.Option("--worst", min=1, help="How many mistakes the gallery (and JSON) shows.")] = 25,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Evaluation batch size; default: the one training validated with.")] = None,
+    worst: Annotated[int, typer.Option("--worst", min=1, max=MAX_WORST, help="How many mistakes the gallery (and JSON) shows.")] = 25,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, max=MAX_BATCH_SIZE, help="Evaluation batch size; default: the one training validated with.")] = None,
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", envvar="CNNKIT_DATA", help="Root for catalog datasets; default: the one used in training.")] = None,
     device: DeviceOption = "auto",
     json_output: JsonOption = False,
