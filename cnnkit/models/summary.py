@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from cnnkit.errors import UsageError
+from cnnkit.errors import CheckpointError, CnnkitError, UsageError
 from cnnkit.models.registry import get_model, get_spec, input_channels_for, input_size_for, list_models
 
 DEFAULT_CLASSES = 10
@@ -56,15 +56,17 @@ def parse_input_size(text: str) -> tuple[int, int, int]:
     return check_input_size(values, "--input-size")  # type: ignore[arg-type]
 
 
-def check_input_size(size: tuple[int, int, int], source: str) -> tuple[int, int, int]:
-    """`size` (C, H, W) if it is within the bounds; else a UsageError naming `source`."""
+def check_input_size(size: tuple[int, int, int], source: str, error: type[CnnkitError] = UsageError) -> tuple[int, int, int]:
+    """`size` (C, H, W) if it is within the bounds; else `error` naming `source`."""
     channels, height, width = size
-    if not 1 <= channels <= MAX_INPUT_CHANNELS:
-        raise UsageError(f"{source}: {channels} channels is outside 1..{MAX_INPUT_CHANNELS}", INPUT_SIZE_HINT)
-    if not (1 <= height <= MAX_INPUT_SIDE and 1 <= width <= MAX_INPUT_SIDE):
-        raise UsageError(f"{source}: {height}x{width} is outside 1..{MAX_INPUT_SIDE} a side", INPUT_SIZE_HINT)
-    if height * width > MAX_INPUT_PIXELS:
-        raise UsageError(f"{source}: {height}x{width} is more than {MAX_INPUT_PIXELS:,} pixels (4096x4096)", INPUT_SIZE_HINT)
+    problem = (
+        f"{channels} channels is outside 1..{MAX_INPUT_CHANNELS}" if not 1 <= channels <= MAX_INPUT_CHANNELS
+        else f"{height}x{width} is outside 1..{MAX_INPUT_SIDE} a side" if not (1 <= height <= MAX_INPUT_SIDE and 1 <= width <= MAX_INPUT_SIDE)
+        else f"{height}x{width} is more than {MAX_INPUT_PIXELS:,} pixels (4096x4096)" if height * width > MAX_INPUT_PIXELS
+        else None
+    )
+    if problem:
+        raise error(f"{source}: {problem}", INPUT_SIZE_HINT)
     return size
 
 
@@ -134,7 +136,8 @@ def checkpoint_target(path: str | Path, input_size: tuple[int, int, int] | None,
         if spec.weights is None:
             raise UsageError(f"--freeze-backbone applies to models with pretrained weights, not '{spec.name}'")
         freeze_all_but_head(model)
-    fed = input_size or check_input_size(tuple(int(v) for v in checkpoint["data"]["input_size"]), "the checkpoint's input size")
+    saved = tuple(int(v) for v in checkpoint["data"]["input_size"])
+    fed = input_size or check_input_size(saved, f"{checkpoint['path']}: its input size", CheckpointError)  # type: ignore[arg-type]
     classes = len(checkpoint["data"].get("classes") or []) or int(checkpoint["model"]["kwargs"].get("num_classes", 0))
     notes = [f"checkpoint {checkpoint['path']} (epoch {checkpoint.get('train', {}).get('epoch', '?')})"]
     return Target(spec.name, lambda side: model, fed, classes, notes, source="checkpoint")  # type: ignore[arg-type]
