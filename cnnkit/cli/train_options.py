@@ -10,6 +10,8 @@ import typer
 
 from cnnkit.cli.common import MAX_BATCH_SIZE, MAX_WORKERS
 
+MAX_EPOCHS = 100_000  # more is a typo; --resume --epochs N goes further in steps of this
+
 
 class OptimizerName(str, Enum):
     sgd = "sgd"
@@ -61,9 +63,6 @@ def _byte_size(value: Optional[str]) -> Optional[str]:
         except UsageError as exc:
             raise typer.BadParameter(exc.message) from None
     return value
-
-
-MAX_EPOCHS = 100_000
 
 
 Dataset = Annotated[str, typer.Option("--dataset", "-d", help="Catalog name, image folder or IDX directory.")]
