@@ -10,7 +10,7 @@ import typer
 
 from cnnkit.cli.common import MAX_BATCH_SIZE, MAX_WORKERS
 
-MAX_EPOCHS = 100_000  # more is a typo; --resume --epochs N goes further in steps of this
+MAX_EPOCHS = 100_000  # also the most --resume --epochs can make the total: more is a typo, not a plan
 
 
 class OptimizerName(str, Enum):
