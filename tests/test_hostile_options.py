@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hostile import assert_clean_failure, shared_mobilenet_weights, shared_oneconv_run
+from hostile import assert_clean_failure, picture, shared_mobilenet_weights, shared_oneconv_run
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +57,62 @@ NUMBERS = [
     (["visualize-filter", "--count", "0", "--out", "k.png"], "--count"),
     (["visualize-filter", "--count", "33", "--out", "k.png"], "--count"),
 ]
+
+# Values that used to get through the parser: nan, inf and numbers too big to mean anything.
+# Training ones name a dataset that is not there: were the value accepted, the run would stop
+# on that (exit 1) instead of training for 100001 epochs, so the test fails fast before a fix.
+NO_DATA = ["--dataset", "./no-such-folder"]
+UNBOUNDED = [
+    (["train", "perceptron", "--memory-budget", "nan", *NO_DATA], "--memory-budget"),
+    (["train", "perceptron", "--memory-budget", "inf", *NO_DATA], "--memory-budget"),
+    (["train", "perceptron", "--memory-budget", "1e400G", *NO_DATA], "--memory-budget"),
+    (["finetune", "mobilenet_v2", "--memory-budget", "nan", *NO_DATA], "--memory-budget"),
+    (["train", "perceptron", "--seed", "99999999999999999999", *NO_DATA], "--seed"),
+    (["train", "perceptron", "--seed", str(2**32), *NO_DATA], "--seed"),
+    (["train", "perceptron", "--seed", "-1", *NO_DATA], "--seed"),
+    (["finetune", "mobilenet_v2", "--seed", "99999999999999999999", *NO_DATA], "--seed"),
+    (["train", "perceptron", "--seed", "1e20", *NO_DATA], "--seed"),
+    (["train", "perceptron", "--momentum", "inf", *NO_DATA], "--momentum"),
+    (["train", "perceptron", "--momentum", "1.5", *NO_DATA], "--momentum"),
+    (["train", "perceptron", "--weight-decay", "nan", *NO_DATA], "--weight-decay"),
+    (["train", "perceptron", "--label-smoothing", "nan", *NO_DATA], "--label-smoothing"),
+    (["train", "perceptron", "--val-split", "nan", *NO_DATA], "--val-split"),
+    (["train", "perceptron", "--val-split", "inf", *NO_DATA], "--val-split"),
+    (["train", "perceptron", "--epochs", "100001", *NO_DATA], "--epochs"),
+    (["train", "perceptron", "--batch-size", "65537", *NO_DATA], "--batch-size"),
+    (["train", "perceptron", "--workers", "257", *NO_DATA], "--workers"),
+    (["train", "perceptron", "--workers", "-1", *NO_DATA], "--workers"),
+    (["train", "perceptron", "--limit", "0", *NO_DATA], "--limit"),
+    (["evaluate", "RUN", "--worst", "101"], "--worst"),
+    (["evaluate", "RUN", "--top-k", "1001"], "--top-k"),
+    (["evaluate", "RUN", "--batch-size", "65537"], "--batch-size"),
+    (["summary", "cnn", "--classes", "100001"], "--classes"),
+    (["summary", "vgg16", "--input-size", "3,200000,200000"], "--input-size"),  # was a 480 GB allocation
+    (["summary", "cnn", "--input-size", "1,8193,28"], "--input-size"),
+    (["summary", "cnn", "--input-size", "1,8192,4096"], "--input-size"),  # 32 M pixels
+    (["summary", "cnn", "--input-size", "5,28,28"], "--input-size"),
+    (["summary", "--checkpoint", "RUN", "--input-size", "1,100000,28"], "--input-size"),
+]
+
+
+@pytest.mark.parametrize("args, option", UNBOUNDED, ids=[" ".join(a) for a, _ in UNBOUNDED])
+def test_unbounded_and_non_finite_numbers_are_usage_errors(cli, trained, args, option):
+    code, out, err = run(cli, trained, args)
+    assert_clean_failure(code, err, 2)
+    assert option in err and out == ""
+
+
+def test_memory_budget_from_the_environment_is_checked_too(cli, monkeypatch, tmp_path):
+    # inspect-dataset has no --memory-budget: the variable is read where a folder's budget is needed.
+    from PIL import Image
+
+    for name in ("a", "b"):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for index in range(2):
+            Image.fromarray(picture((16, 16), seed=index)).save(tmp_path / "photos" / name / f"{index}.png")
+    monkeypatch.setenv("CNNKIT_MEMORY_BUDGET", "nan")
+    code, out, err = cli("inspect-dataset", tmp_path / "photos")
+    assert "nan" in assert_clean_failure(code, err, 2)[0] and out == ""
 
 
 @pytest.mark.parametrize("args, option", NUMBERS, ids=[" ".join(a) for a, _ in NUMBERS])

@@ -13,12 +13,7 @@ from PIL import Image
 from cnnkit.data.resolve import load_dataset
 from cnnkit.viz.filters import apply_kernel, feature_maps, filter_images, find_conv_layer
 from cnnkit.viz.kernels import PRESETS, parse_kernel
-
-
-def assert_one_error(code, stderr, expected_code=1):
-    assert code == expected_code, stderr
-    assert "Traceback" not in stderr
-    assert sum(line.startswith("error:") for line in stderr.splitlines()) == 1
+from hostile import assert_clean_failure, digests
 
 
 def assert_png(path: Path, min_width: int = 200) -> None:
@@ -72,7 +67,7 @@ def test_kernel_figure_from_the_cli(cli, tmp_path):
 @pytest.mark.parametrize("kernel", ["1,2;3", "a,b;c,d", "", "1,2,nan", "laplace"])
 def test_bad_kernel_is_a_usage_error(cli, tmp_path, kernel):
     code, _, stderr = cli("visualize-filter", "--kernel", kernel, "--out", tmp_path / "x.png")
-    assert_one_error(code, stderr, 2)
+    assert_clean_failure(code, stderr, 2)
     assert not (tmp_path / "x.png").exists()
 
 
@@ -108,10 +103,26 @@ def test_filter_images_are_scaled_per_filter():
 
 def test_bad_checkpoints_fail_cleanly(cli, lenet_run, tmp_path):
     code, _, stderr = cli("visualize-filter", "--checkpoint", lenet_run, "--layer", "conv9", "--out", tmp_path / "x.png")
-    assert_one_error(code, stderr, 2)
+    assert_clean_failure(code, stderr, 2)
     assert "conv1 (0), conv2 (3), conv3 (6)" in stderr
-    assert_one_error(*cli("visualize-filter", "--checkpoint", lenet_run, "--image", tmp_path / "none.png", "--out", tmp_path / "x.png")[::2])
-    assert_one_error(*cli("visualize-filter", "--checkpoint", tmp_path / "none.pt", "--out", tmp_path / "x.png")[::2])
-    assert_one_error(*cli("visualize-filter", "--layer", "conv1", "--out", tmp_path / "x.png")[::2], 2)
+    assert_clean_failure(*cli("visualize-filter", "--checkpoint", lenet_run, "--image", tmp_path / "none.png", "--out", tmp_path / "x.png")[::2])
+    assert_clean_failure(*cli("visualize-filter", "--checkpoint", tmp_path / "none.pt", "--out", tmp_path / "x.png")[::2])
+    assert_clean_failure(*cli("visualize-filter", "--layer", "conv1", "--out", tmp_path / "x.png")[::2], 2)
     code, _, stderr = cli("visualize-filter", "--kernel", "vertical")  # no --out
-    assert code == 2 and "Traceback" not in stderr
+    assert_clean_failure(code, stderr, 2)
+
+
+@pytest.mark.parametrize("model", ["perceptron", "mlp"])
+def test_a_model_without_conv_layers_is_a_clean_error_naming_it(cli, tmp_path, model):
+    from cnnkit.engine.config import TrainConfig
+    from cnnkit.engine.progress import Reporter
+    from cnnkit.engine.runner import start_training
+
+    config = TrainConfig(model=model, dataset="mnist-sample", epochs=1, limit=64, val_split=0.05, device="cpu",
+                         out=str(tmp_path / "runs"))
+    run = Path(start_training(config, Reporter(quiet=True))["run_dir"])
+    before = digests(run)
+    code, out, stderr = cli("visualize-filter", "--checkpoint", run, "--out", tmp_path / "x.png")
+    lines = assert_clean_failure(code, stderr, 1)
+    assert model in lines[0] and "no conv layer" in lines[0]
+    assert out == "" and not (tmp_path / "x.png").exists() and digests(run) == before

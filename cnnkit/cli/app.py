@@ -1,8 +1,38 @@
 """The Typer application object; command modules attach themselves to it."""
 
+import errno
+import sys
+
 import typer
 
-app = typer.Typer(
+from cnnkit.cli.common import StdoutFailed, StdoutGuard, stdout_failure_exit
+
+
+class CnnkitApp(typer.Typer):
+    """The app as the `cnnkit` command runs it: every write to stdout is guarded.
+
+    Help, --version and every command print through sys.stdout; a closed pipe, a full disk
+    or a closed fd there ends the command like a standard tool (see stdout_failure_exit).
+    In-process test runners call the Click command directly and bring their own stdout.
+    """
+
+    def __call__(self, *args, **kwargs):
+        if sys.stdout is None:  # started with fd 1 closed (`cnnkit ... >&-`): Python left it None
+            sys.exit(stdout_failure_exit(StdoutFailed(OSError(errno.EBADF, "Bad file descriptor"))))
+        real = sys.stdout
+        sys.stdout = StdoutGuard(real)
+        try:
+            try:
+                return super().__call__(*args, **kwargs)
+            finally:  # Click ends with SystemExit; what is still buffered must be written first
+                sys.stdout.flush()
+        except StdoutFailed as failure:
+            sys.exit(stdout_failure_exit(failure))
+        finally:
+            sys.stdout = real
+
+
+app = CnnkitApp(
     name="cnnkit",
     help="Image classification with convolutional networks: train, fine-tune, evaluate, predict.",
     no_args_is_help=True,

@@ -59,6 +59,76 @@ def _describe_os_error(exc: OSError) -> tuple[str, str | None]:
     return f"{exc.strerror or exc}{where}", None
 
 
+# ---- standard output ---------------------------------------------------------------------------
+# A failed write to stdout is not a failed write to a file: no file was touched, and the right
+# words are "cannot write to standard output". The entry point (cnnkit.cli.app) wraps sys.stdout
+# in StdoutGuard, so such a failure arrives as StdoutFailed, whichever code was printing.
+
+SIGPIPE_EXIT = 141  # 128 + SIGPIPE: what the shell reports for `yes | head -1`'s yes
+
+
+class StdoutFailed(Exception):
+    """Writing to standard output failed with `cause` (an OSError): a closed pipe, a full disk, a closed fd.
+
+    Deliberately not an OSError: Click turns an EPIPE OSError into its own exit 1, and
+    handle_errors would describe an OSError as a file's.
+    """
+
+    def __init__(self, cause: OSError):
+        super().__init__(cause.strerror or str(cause))
+        self.cause = cause
+
+
+class StdoutGuard:
+    """sys.stdout, with an OSError from write or flush raised as StdoutFailed."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            raise StdoutFailed(exc) from None
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise StdoutFailed(exc) from None
+
+    def __getattr__(self, name):  # fileno, isatty, encoding...: those of the real stream
+        return getattr(self._stream, name)
+
+
+def stdout_failure_exit(failure: StdoutFailed) -> int:
+    """Say what went wrong with stdout (nothing for a reader that left) and return the exit code.
+
+    Whatever is still buffered for stdout goes to /dev/null, as Python's docs advise for
+    EPIPE: otherwise the interpreter's last flush fails again and prints a second error.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass
+    if failure.cause.errno == errno.EPIPE:  # `| head`: the reader has what it wanted; not an error
+        return SIGPIPE_EXIT
+    fail(f"cannot write to standard output: {failure}")
+    return 1
+
+
+def _flush_stdout() -> None:
+    # Buffered output must fail here, inside the wrapper, and not in the interpreter's exit.
+    if sys.stdout is not None:
+        sys.stdout.flush()
+
+
 def handle_errors(func: Callable) -> Callable:
     """Turn cnnkit's errors into `error:`/`hint:` lines and exit codes, never a traceback."""
 
@@ -67,8 +137,10 @@ def handle_errors(func: Callable) -> Callable:
         from cnnkit.errors import CnnkitError
 
         try:
-            return func(*args, **kwargs)
-        except typer.Exit:
+            result = func(*args, **kwargs)
+            _flush_stdout()
+            return result
+        except (typer.Exit, StdoutFailed):  # StdoutFailed: for the entry point, which says it once
             raise
         except CnnkitError as exc:
             if os.environ.get(DEBUG_ENV):
@@ -101,9 +173,14 @@ def print_json(document: Any) -> None:
 
 
 def stdout_console():
+    """The console for tables and reports on stdout.
+
+    Markup and emoji codes are off: the strings printed hold paths and class names, and a
+    folder named `[/x]` or `:cat:` is printed as it is named. Styles come from rich Text objects.
+    """
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    return Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 # Options shared across commands. Names are public interface (see DESIGN.md).
@@ -114,7 +191,13 @@ DataDirOption = Annotated[
 DeviceOption = Annotated[
     str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.", show_default=True)
 ]
-SeedOption = Annotated[int, typer.Option("--seed", help="Random seed for weights, data order and augmentation.")]
+# Bounds checked at parse time, before anything is allocated: past them a value is a typo
+# or an attack, never a plan. numpy's legacy seed takes 0..2**32-1 (torch offsets it per rank).
+MAX_SEED = 2**32 - 1
+MAX_BATCH_SIZE = 65_536
+MAX_WORKERS = 256  # processes
+MAX_CLASSES = 100_000  # a head of 100k outputs is already far past ImageNet-21k's 21,841
+SeedOption = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Random seed for weights, data order and augmentation.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the result on stdout; no progress.")]
 OptionalPath = Optional[Path]

@@ -109,6 +109,7 @@ def _print_list(data_dir: Path, mirror: Optional[str], json_output: bool) -> Non
         print_json(rows)
         return
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(show_edge=False)
     table.add_column("name", no_wrap=True)
@@ -119,5 +120,5 @@ def _print_list(data_dir: Path, mirror: Optional[str], json_output: bool) -> Non
     for row in rows:
         approx = "~" if row["name"] == "cats-dogs" else ""  # no size is published for it
         table.add_row(row["name"], approx + human_bytes(row["size"]), row["url"],
-                      f"[{style.get(row['status'], 'yellow')}]{row['status']}[/]")
+                      Text(row["status"], style=style.get(row["status"], "yellow")))
     stdout_console().print(table)

@@ -9,10 +9,12 @@ from typing import Annotated, Optional
 import typer
 
 from cnnkit.cli.app import app
-from cnnkit.cli.common import DeviceOption, JsonOption, QuietOption, handle_errors, print_json, stdout_console
+from cnnkit.cli.common import MAX_BATCH_SIZE, DeviceOption, JsonOption, QuietOption, handle_errors, print_json, stdout_console
 
 # Beyond this many classes the confusion table is too wide for a terminal; JSON and the PNG still have it.
 MAX_TABLE_CLASSES = 20
+MAX_TOP_K = 1000  # ImageNet's class count
+MAX_WORST = 100  # a gallery of 20 rows of 5: past that it is too tall to draw or to read
 
 
 class SplitName(str, Enum):
@@ -31,11 +33,11 @@ def evaluate(
     checkpoint: Annotated[str, typer.Argument(help="A checkpoint file, or a run directory (its best.pt).", show_default=False)],
     dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Dataset to evaluate on; default: the one the checkpoint was trained on.")] = None,
     split: Annotated[Optional[SplitName], typer.Option("--split", help="test, val (training's validation split) or train; default: test if the dataset has one, else val.")] = None,
-    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Also report top-k accuracy for this k.")] = 5,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=MAX_TOP_K, help="Also report top-k accuracy for this k.")] = 5,
     confusion: Annotated[Optional[Path], typer.Option("--confusion", help="Write the confusion matrix as a PNG with class names.")] = None,
     misclassified: Annotated[Optional[Path], typer.Option("--misclassified", help="Write DIR/misclassified.png: a gallery of the most confident mistakes.")] = None,
-    worst: Annotated[int, typer.Option("--worst", min=1, help="How many mistakes the gallery (and JSON) shows.")] = 25,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Evaluation batch size; default: the one training validated with.")] = None,
+    worst: Annotated[int, typer.Option("--worst", min=1, max=MAX_WORST, help="How many mistakes the gallery (and JSON) shows.")] = 25,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, max=MAX_BATCH_SIZE, help="Evaluation batch size; default: the one training validated with.")] = None,
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", envvar="CNNKIT_DATA", help="Root for catalog datasets; default: the one used in training.")] = None,
     device: DeviceOption = "auto",
     json_output: JsonOption = False,
@@ -73,11 +75,11 @@ def evaluate(
 
 
 def _print_report(doc: dict) -> None:
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
-    console = stdout_console()
-    summary = Table(title=escape(f"{doc['model']} on {doc['dataset']} ({doc['split']} split)"), show_header=False)
+    console = stdout_console()  # markup off: class names and paths print as they are
+    summary = Table(title=f"{doc['model']} on {doc['dataset']} ({doc['split']} split)", show_header=False)
     for key, value in (
         ("checkpoint", doc["checkpoint"]),
         ("images", f"{doc['count']:,}"),
@@ -85,7 +87,7 @@ def _print_report(doc: dict) -> None:
         (f"top-{doc['top_k']} accuracy", f"{doc['top_k_accuracy']:.2%}"),
         ("loss", f"{doc['loss']:.4f}"),
     ):
-        summary.add_row(key, escape(value))
+        summary.add_row(key, value)
     if doc["skipped"]:
         summary.add_row("skipped images", str(len(doc["skipped"])))
     console.print(summary)
@@ -94,7 +96,7 @@ def _print_report(doc: dict) -> None:
     for column in ("class", "precision", "recall", "f1", "support"):
         per_class.add_column(column, justify="left" if column == "class" else "right")
     for row in doc["per_class"]:
-        per_class.add_row(escape(row["class"]), f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]))
+        per_class.add_row(row["class"], f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]))
     per_class.add_section()
     for label, key in (("macro avg", "macro_avg"), ("weighted avg", "weighted_avg")):
         avg = doc[key]
@@ -108,8 +110,8 @@ def _print_report(doc: dict) -> None:
     matrix = Table(title="confusion matrix (rows: true, columns: predicted)")
     matrix.add_column("true \\ pred")
     for name in classes:
-        matrix.add_column(escape(name), justify="right")
+        matrix.add_column(name, justify="right")
     for i, (name, counts) in enumerate(zip(classes, doc["confusion"])):
-        cells = [f"[bold green]{c}[/]" if j == i else (str(c) if c else "[dim]0[/]") for j, c in enumerate(counts)]
-        matrix.add_row(escape(name), *cells)
+        cells = [Text(str(c), style="bold green" if j == i else "" if c else "dim") for j, c in enumerate(counts)]
+        matrix.add_row(name, *cells)
     console.print(matrix)

@@ -117,13 +117,15 @@ def _spaced(values: list[float]) -> str:
 
 def _print_report(report: dict) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     console = wide_console()
     channels, (height, width) = report["channels"], report["size"]
-    console.print(
-        f"[bold]{report['dataset']}[/] ({report['kind']}): {len(report['classes'])} classes, "
-        f"images {channels}x{height}x{width} uint8 (ToTensor gives float32 in [0, 1])"
-    )
+    console.print(Text.assemble(
+        (report["dataset"], "bold"),
+        f" ({report['kind']}): {len(report['classes'])} classes, "
+        f"images {channels}x{height}x{width} uint8 (ToTensor gives float32 in [0, 1])",
+    ))
     splits = report["splits"]
     table = Table(title="splits")
     for column in ("split", "samples", "min", "max", "mean", "std"):
@@ -174,4 +176,4 @@ def _print_verify(result) -> None:
         return
     console.print(f"verify: {len(result.problems)} bad file(s) of {result.checked} image files in {result.root}:")
     for path, reason in result.problems:
-        console.print(f"  {path}: {reason}", markup=False)
+        console.print(f"  {path}: {reason}")

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from cnnkit.cli.app import app
-from cnnkit.cli.common import DataDirOption, JsonOption, handle_errors, print_json
+from cnnkit.cli.common import MAX_CLASSES, DataDirOption, JsonOption, handle_errors, print_json
 
 
 @app.command(
@@ -21,7 +21,7 @@ def summary(
     model: Annotated[Optional[str], typer.Argument(help="Model name or alias; not needed with --checkpoint or --list.", show_default=False)] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Summarise at this dataset's input size and class count.", show_default=False)] = None,
     input_size: Annotated[Optional[str], typer.Option("--input-size", help="Input as C,H,W, e.g. 3,224,224.", show_default=False)] = None,
-    classes: Annotated[Optional[int], typer.Option("--classes", min=1, help="Output classes (default: the dataset's, else 10).", show_default=False)] = None,
+    classes: Annotated[Optional[int], typer.Option("--classes", min=1, max=MAX_CLASSES, help="Output classes (default: the dataset's, else 10).", show_default=False)] = None,
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Summarise a trained model (checkpoint or run directory).", show_default=False)] = None,
     depth: Annotated[int, typer.Option("--depth", min=0, max=10, help="Nesting depth of the table.")] = 3,
     freeze_backbone: Annotated[bool, typer.Option("--freeze-backbone", help="New head, frozen backbone: the counts finetune trains with.")] = False,

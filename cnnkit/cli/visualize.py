@@ -69,7 +69,7 @@ def _learned_figure(checkpoint_path: Path, layer_name: str | None, image_path: P
 
     checkpoint = load_checkpoint(checkpoint_path)
     model = model_from_checkpoint(checkpoint)
-    label, name, layer = find_conv_layer(model, layer_name)
+    label, name, layer = find_conv_layer(model, layer_name, checkpoint["model"]["name"])
     title = f"{checkpoint['model']['name']}: {label} ({name})"
     image = maps = None
     if image_path is not None:

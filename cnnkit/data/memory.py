@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 from cnnkit.errors import UsageError
@@ -17,8 +18,8 @@ def parse_bytes(text: str) -> int:
         value = float(number)
     except ValueError:
         raise UsageError(f"cannot read '{text}' as a size", "write it like 512M, 4G or 1500000000") from None
-    if value < 0:
-        raise UsageError(f"a memory budget cannot be negative ('{text}')")
+    if not math.isfinite(value) or value < 0:  # nan and inf are floats too, but no size
+        raise UsageError(f"a memory budget is a finite size >= 0, not '{text}'", "write it like 512M, 4G or 1500000000")
     return int(value * _UNITS[unit])
 
 

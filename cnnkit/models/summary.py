@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from cnnkit.errors import UsageError
+from cnnkit.errors import CheckpointError, CnnkitError, UsageError
 from cnnkit.models.registry import get_model, get_spec, input_channels_for, input_size_for, list_models
 
 DEFAULT_CLASSES = 10
@@ -36,16 +36,38 @@ class Target:
     source: str = "registry"
 
 
+# An input past these is refused before a model or a tensor is made: torchinfo builds a real
+# float32 input, and 3x100000x100000 asked for 120 GB. 4096x4096 (64 MiB a channel) is the most.
+MAX_INPUT_CHANNELS = 4
+MAX_INPUT_SIDE = 8192
+MAX_INPUT_PIXELS = 4096 * 4096
+INPUT_SIZE_HINT = "e.g. --input-size 1,28,28 or 3,224,224"
+
+
 def parse_input_size(text: str) -> tuple[int, int, int]:
-    """'C,H,W' (or CxHxW) of positive integers."""
+    """'C,H,W' (or CxHxW) of positive integers, within the bounds of check_input_size."""
     parts = [p.strip() for p in re.split(r"[,x×]", text.strip().lower())]
     try:
         values = tuple(int(p) for p in parts)
     except ValueError:
         values = ()
     if len(values) != 3 or min(values) < 1:
-        raise UsageError(f"--input-size must be C,H,W with three positive integers, not '{text}'", "e.g. --input-size 1,28,28 or 3,224,224")
-    return values  # type: ignore[return-value]
+        raise UsageError(f"--input-size must be C,H,W with three positive integers, not '{text}'", INPUT_SIZE_HINT)
+    return check_input_size(values, "--input-size")  # type: ignore[arg-type]
+
+
+def check_input_size(size: tuple[int, int, int], source: str, error: type[CnnkitError] = UsageError) -> tuple[int, int, int]:
+    """`size` (C, H, W) if it is within the bounds; else `error` naming `source`."""
+    channels, height, width = size
+    problem = (
+        f"{channels} channels is outside 1..{MAX_INPUT_CHANNELS}" if not 1 <= channels <= MAX_INPUT_CHANNELS
+        else f"{height}x{width} is outside 1..{MAX_INPUT_SIDE} a side" if not (1 <= height <= MAX_INPUT_SIDE and 1 <= width <= MAX_INPUT_SIDE)
+        else f"{height}x{width} is more than {MAX_INPUT_PIXELS:,} pixels (4096x4096)" if height * width > MAX_INPUT_PIXELS
+        else None
+    )
+    if problem:
+        raise error(f"{source}: {problem}", INPUT_SIZE_HINT)
+    return size
 
 
 def freeze_all_but_head(model: nn.Module) -> str:
@@ -114,7 +136,8 @@ def checkpoint_target(path: str | Path, input_size: tuple[int, int, int] | None,
         if spec.weights is None:
             raise UsageError(f"--freeze-backbone applies to models with pretrained weights, not '{spec.name}'")
         freeze_all_but_head(model)
-    fed = tuple(input_size or checkpoint["data"]["input_size"])
+    saved = tuple(int(v) for v in checkpoint["data"]["input_size"])
+    fed = input_size or check_input_size(saved, f"{checkpoint['path']}: its input size", CheckpointError)  # type: ignore[arg-type]
     classes = len(checkpoint["data"].get("classes") or []) or int(checkpoint["model"]["kwargs"].get("num_classes", 0))
     notes = [f"checkpoint {checkpoint['path']} (epoch {checkpoint.get('train', {}).get('epoch', '?')})"]
     return Target(spec.name, lambda side: model, fed, classes, notes, source="checkpoint")  # type: ignore[arg-type]

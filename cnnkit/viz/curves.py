@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cnnkit.viz.figure import pyplot, save_png
+
 
 def plot_curves(history: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from cnnkit.fileio import atomic_save
-
+    plt = pyplot()
     epochs = [row["epoch"] for row in history]
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, title in ((ax_acc, "acc", "accuracy"), (ax_loss, "loss", "loss")):
@@ -23,5 +19,4 @@ def plot_curves(history: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    atomic_save(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    save_png(fig, path)

@@ -5,11 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 
+# Titles, captions and tick labels hold class names and paths, which are text, never math or
+# TeX: a class folder named `$\undefinedcmd{$` must be drawn as named, not crash the parser.
+LITERAL_TEXT = {"text.parse_math": False, "text.usetex": False}
+
+
 def pyplot():
-    """matplotlib.pyplot on the Agg backend: figures need no display."""
+    """matplotlib.pyplot on the Agg backend (figures need no display), drawing all text literally."""
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams.update(LITERAL_TEXT)
     import matplotlib.pyplot as plt
 
     return plt

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnkit.data.transforms import GREY_WEIGHTS
-from cnnkit.errors import UsageError
+from cnnkit.errors import ModelError, UsageError
 from cnnkit.viz.figure import pyplot, save_png, show_image
 
 MAX_MAPS = 64
@@ -70,15 +70,21 @@ def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
 
 
-def find_conv_layer(model: nn.Module, wanted: str | None) -> tuple[str, str, nn.Conv2d]:
+def find_conv_layer(model: nn.Module, wanted: str | None, model_name: str | None = None) -> tuple[str, str, nn.Conv2d]:
     """(label, qualified name, layer): the first conv layer, or the one named `wanted`.
 
     `wanted` is a module name as `cnnkit summary` lists it (`0`, `features.3`, `conv1`)
-    or convN, the N-th conv layer as `summary --explain` counts them.
+    or convN, the N-th conv layer as `summary --explain` counts them. `model_name` (the
+    registry's) names the model in the error when it has no conv layer at all.
     """
     layers = conv_layers(model)
     if not layers:
-        raise UsageError(f"{type(model).__name__} has no Conv2d layer to draw")
+        # The checkpoint is fine and the options are fine: this model has no filters to draw.
+        name = model_name or type(model).__name__
+        raise ModelError(
+            f"{name} has no conv layer: there are no filters to draw",
+            f"train a convolutional model (e.g. lenet or cnn); `cnnkit summary {name}` lists its layers",
+        )
     if wanted is None:
         return "conv1", *layers[0]
     for index, (name, layer) in enumerate(layers, start=1):
