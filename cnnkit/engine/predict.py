@@ -86,8 +86,16 @@ def _walk_files(root: Path) -> Iterator[tuple[str, ...]]:
                 yield parts + (entry.name,)
 
 
+def _each_file_once(paths: Iterable[Path]) -> list[Path]:
+    """Sorted, one name per real file: a file's own name wins over a link to it."""
+    chosen: dict[tuple[int, int] | Path, Path] = {}
+    for path in sorted(paths, key=lambda p: (p.is_symlink(), p)):
+        chosen.setdefault(_file_identity(path) or path, path)
+    return sorted(chosen.values())
+
+
 def _images_under(directory: Path) -> list[Path]:
-    return sorted(p for p in (directory.joinpath(*parts) for parts in _walk_files(directory)) if is_image_file(p))
+    return _each_file_once(p for p in (directory.joinpath(*parts) for parts in _walk_files(directory)) if is_image_file(p))
 
 
 def _split_pattern(pattern: str) -> tuple[Path, list[str]]:
@@ -125,7 +133,7 @@ def _recursive_glob(pattern: str) -> list[Path]:
         # The file itself, or a folder above it, matches (glob would hand back that folder, which is searched whole).
         if is_image_file(path) and any(matched(parts[:n]) for n in range(len(parts), -1, -1)):
             found.append(path)
-    return sorted(found)
+    return _each_file_once(found)
 
 
 def _expand_pattern(item: str) -> list[Path]:
@@ -133,8 +141,8 @@ def _expand_pattern(item: str) -> list[Path]:
     if "**" in pattern:
         return _recursive_glob(pattern)
     # Without `**` glob's work is bounded by the pattern's depth; a folder it matches is searched whole.
-    hits = [Path(p) for p in sorted(glob.glob(pattern))]
-    return [m for hit in hits for m in (_images_under(hit) if hit.is_dir() else [hit] if is_image_file(hit) else [])]
+    hits = [Path(p) for p in glob.glob(pattern)]
+    return _each_file_once(m for hit in hits for m in (_images_under(hit) if hit.is_dir() else [hit] if hit.is_file() and is_image_file(hit) else []))
 
 
 def collect_inputs(inputs: Iterable[str]) -> list[Path]:
@@ -400,6 +408,43 @@ def _collate(items: list) -> tuple[torch.Tensor | None, dict[int, str]]:
     return (torch.stack(good) if good else None), failed
 
 
+@dataclass(frozen=True)
+class BatchPlan:
+    """predict's size-like options, bounded before a batch, a worker or a top-k is allocated."""
+
+    top_k: int
+    batch_size: int
+    workers: int
+    notes: tuple[str, ...] = ()
+
+
+def plan_batches(inputs: int, classes: int, *, top_k: int, batch_size: int, workers: int) -> BatchPlan:
+    """Refuse what means nothing (below 1, or negative workers: usage errors); clamp what only asks for too much.
+
+    --top-k past the class count lists every class, as timm and torchvision clamp it
+    (with a note). --batch-size past the number of inputs is one batch of them all
+    (DataLoader would otherwise make a list of batch_size slots). --workers is at
+    most one per usable core (with a note) and one per batch: each is a process.
+    """
+    from cnnkit.engine.device import usable_cores
+
+    if top_k < 1:
+        raise UsageError(f"--top-k {top_k}: must be at least 1")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size {batch_size}: must be at least 1")
+    if workers < 0:
+        raise UsageError(f"--workers {workers}: must be 0 (decode in this process) or more")
+    notes = []
+    if top_k > classes:
+        notes.append(f"--top-k {top_k} is more than the model's {classes} classes; listing all {classes}")
+    cores = usable_cores()
+    if workers > cores:
+        notes.append(f"--workers {workers} is more than the {cores} usable cores; using {cores}")
+    batch = min(batch_size, max(1, inputs))
+    batches = -(-inputs // batch)
+    return BatchPlan(min(top_k, classes), batch, min(workers, cores, batches), tuple(notes))
+
+
 def predict_files(
     classifier,
     paths: list[Path],
@@ -415,21 +460,18 @@ def predict_files(
     runs the model (decoding is mostly Python inside Pillow, so threads would
     share one core). That pays for large photos on idle cores; for small images,
     or cores that are busy anyway, decoding in-process is faster (measured in
-    benchmarks/predict_speed.py), so it is the default.
+    benchmarks/predict_speed.py), so it is the default. The options are bounded
+    by plan_batches (callers that want its notes call it first).
     """
-    if top_k < 1:
-        raise UsageError("--top-k must be at least 1")
-    if batch_size < 1:
-        raise UsageError("--batch-size must be at least 1")
-    k = min(top_k, len(classifier.classes))
+    plan = plan_batches(len(paths), len(classifier.classes), top_k=top_k, batch_size=batch_size, workers=workers)
     loader = torch.utils.data.DataLoader(
-        _Decoded(paths, classifier.decode), batch_size=batch_size, shuffle=False, num_workers=workers,
+        _Decoded(paths, classifier.decode), batch_size=plan.batch_size, shuffle=False, num_workers=plan.workers,
         collate_fn=_collate,
     )
-    chunks = (paths[i : i + batch_size] for i in range(0, len(paths), batch_size))
+    chunks = (paths[i : i + plan.batch_size] for i in range(0, len(paths), plan.batch_size))
     for chunk, (images, failures) in zip(chunks, loader):
         if images is not None:
-            values, indices = classifier.probabilities(images).topk(k, dim=1)
+            values, indices = classifier.probabilities(images).topk(plan.top_k, dim=1)
             tops = iter(zip(indices.cpu().tolist(), values.cpu().tolist()))
         for position, path in enumerate(chunk):
             if position in failures:
