@@ -15,10 +15,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import run_cnnkit
 from hostile import assert_clean_failure, digests, picture, png_header_only, shared_oneconv_run
 
 BOMB_SIDE = 30000  # 900 Mpixels: past twice Pillow's limit, 2.7 GB as decoded RGB
@@ -136,25 +136,31 @@ def test_every_predict_decoder_refuses_every_bomb(bombs, decoder):
 
 
 # ---- links and names of one file ---------------------------------------------------------
-@pytest.fixture
-def linked_tree(tmp_path) -> Path:
-    """photos/ with two real images and every kind of link: a loop to itself, one to its parent, a link to a
-    folder outside (followed), a link to a file inside (the same file), a broken link and a cycle of two links."""
-    photos = tmp_path / "photos"
+def make_linked_tree(root: Path, loops: int = 1) -> Path:
+    """photos/ with two real images and every kind of link: a loop to itself (and with loops=2 one to its parent
+    too), a link to a folder outside (followed), a link to a file inside (the same file), a broken link and a
+    cycle of two links."""
+    photos = root / "photos"
     (photos / "sub").mkdir(parents=True)
-    outside = tmp_path / "elsewhere"
+    outside = root / "elsewhere"
     outside.mkdir()
     Image.fromarray(picture(seed=1)).save(photos / "ok.png")
     Image.fromarray(picture(seed=2)).save(photos / "sub" / "two.png")
     Image.fromarray(picture(seed=3)).save(outside / "three.png")
     (photos / "loop").symlink_to(".")
-    (photos / "sub" / "up").symlink_to("..")
+    if loops == 2:
+        (photos / "sub" / "up").symlink_to("..")
     (photos / "linked").symlink_to(outside)
     (photos / "alias.png").symlink_to("ok.png")
     (photos / "broken.png").symlink_to("nowhere.png")
     (photos / "cycle-a.png").symlink_to("cycle-b.png")
     (photos / "cycle-b.png").symlink_to("cycle-a.png")
     return photos
+
+
+@pytest.fixture
+def linked_tree(tmp_path) -> Path:
+    return make_linked_tree(tmp_path)
 
 
 EACH_ONCE = ["photos/linked/three.png", "photos/ok.png", "photos/sub/two.png"]
@@ -166,6 +172,15 @@ def test_link_loops_end_and_each_real_file_is_predicted_once(cli, trained, linke
     assert code == 0, err
     expected = EACH_ONCE if spelling.startswith("photos") else ["elsewhere/three.png", *EACH_ONCE[1:]]
     assert [r["path"] for r in json.loads(out)] == expected  # folder links followed; a file's own name beats a link's
+
+
+def test_two_link_loops_do_not_multiply_the_walk(trained, tmp_path):
+    """Through the installed command: with `loop -> .` and `sub/up -> ..` glob's own recursion doubled at every
+    level until ELOOP (2^40 paths, it never ended); the walk visits each real folder once."""
+    make_linked_tree(tmp_path, loops=2)
+    result = run_cnnkit("predict", "photos/**/*.png", "photos", "--model", trained, "--json", cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert [r["path"] for r in json.loads(result.stdout)] == EACH_ONCE
 
 
 def test_a_file_named_several_ways_is_predicted_once_under_its_first_name(cli, trained, linked_tree):
