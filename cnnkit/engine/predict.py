@@ -86,10 +86,14 @@ def _walk_files(root: Path) -> Iterator[tuple[str, ...]]:
                 yield parts + (entry.name,)
 
 
+def _through_a_link(path: Path) -> bool:
+    return os.path.realpath(path) != os.path.abspath(path)
+
+
 def _each_file_once(paths: Iterable[Path]) -> list[Path]:
-    """Sorted, one name per real file: a file's own name wins over a link to it."""
+    """Sorted, one name per real file: a name with no link in it wins over one through a link."""
     chosen: dict[tuple[int, int] | Path, Path] = {}
-    for path in sorted(paths, key=lambda p: (p.is_symlink(), p)):
+    for path in sorted(paths, key=lambda p: (_through_a_link(p), p)):
         chosen.setdefault(_file_identity(path) or path, path)
     return sorted(chosen.values())
 
