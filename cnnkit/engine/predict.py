@@ -91,9 +91,9 @@ def _through_a_link(path: Path) -> bool:
 
 
 def _each_file_once(paths: Iterable[Path]) -> list[Path]:
-    """Sorted, one name per real file: a name with no link in it wins over one through a link."""
+    """Sorted, one name per real file: a name with no link in it wins, then a name that is not itself a link."""
     chosen: dict[tuple[int, int] | Path, Path] = {}
-    for path in sorted(paths, key=lambda p: (_through_a_link(p), p)):
+    for path in sorted(paths, key=lambda p: (_through_a_link(p), p.is_symlink(), p)):
         chosen.setdefault(_file_identity(path) or path, path)
     return sorted(chosen.values())
 
