@@ -25,13 +25,19 @@ BOMB_SIDE = 30000  # 900 Mpixels: past twice Pillow's limit, 2.7 GB as decoded R
 WARNING_SIDE = 10000  # 100 Mpixels: past Pillow's limit but under twice it (only a warning in Pillow)
 
 
-def jpeg_declaring(height: int, width: int, channels: int = 3) -> bytes:
-    """A valid 8x8 JPEG whose baseline frame header (SOF0) claims height x width: ~600 bytes on disk."""
+def jpeg_declaring(height: int, width: int, channels: int = 3, *, progressive: bool = False, fill: bool = False) -> bytes:
+    """A valid 8x8 JPEG whose frame header claims height x width: ~600 bytes on disk.
+
+    Baseline (SOF0) or progressive (SOF2); with `fill`, a padding 0xFF before the frame
+    marker, which JPEG allows and libjpeg and Pillow both skip.
+    """
     buffer = io.BytesIO()
-    Image.fromarray(picture((8, 8))).convert("RGB" if channels == 3 else "L").save(buffer, format="JPEG")
+    Image.fromarray(picture((8, 8))).convert("RGB" if channels == 3 else "L").save(buffer, format="JPEG", progressive=progressive)
     raw = bytearray(buffer.getvalue())
-    sof = raw.index(b"\xff\xc0")  # marker, length (2), precision (1), then height and width
+    sof = raw.index(b"\xff\xc2" if progressive else b"\xff\xc0")  # marker, length (2), precision (1), height, width
     raw[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    if fill:
+        raw[sof:sof] = b"\xff"
     return bytes(raw)
 
 
@@ -47,6 +53,8 @@ def bombs(tmp_path_factory) -> dict[str, Path]:
         "jpeg-rgb": jpeg_declaring(BOMB_SIDE, BOMB_SIDE),
         "jpeg-grey": jpeg_declaring(BOMB_SIDE, BOMB_SIDE, channels=1),
         "jpeg-warning-band": jpeg_declaring(WARNING_SIDE, WARNING_SIDE),
+        "jpeg-progressive": jpeg_declaring(BOMB_SIDE, BOMB_SIDE, progressive=True),
+        "jpeg-fill-byte": jpeg_declaring(BOMB_SIDE, BOMB_SIDE, fill=True),
         "png": png_header_only(BOMB_SIDE, BOMB_SIDE),
         "png-warning-band": png_header_only(WARNING_SIDE, WARNING_SIDE),
     }
@@ -83,7 +91,7 @@ def test_predict_refuses_jpeg_bombs_from_the_header_and_predicts_the_rest(traine
     assert digests(bombs["jpeg-rgb"]) == before
 
 
-@pytest.mark.parametrize("kind", ["jpeg-rgb", "jpeg-grey", "jpeg-warning-band"])
+@pytest.mark.parametrize("kind", ["jpeg-rgb", "jpeg-grey", "jpeg-warning-band", "jpeg-progressive", "jpeg-fill-byte"])
 def test_jpeg_fast_path_refuses_from_the_frame_header(bombs, kind):
     """decode_plain_jpeg answers from the header: a refusal, not None after decoding 900 Mpixels."""
     from cnnkit.data.images import ImageReadError
@@ -108,6 +116,21 @@ def test_jpeg_fast_path_limit_is_pillows(bombs, monkeypatch):
         decode_plain_jpeg(small, 3, (40, 40))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40 * 40)
     assert decode_plain_jpeg(small, 3, (40, 40)) is not None  # at the limit: decoded
+
+
+@pytest.mark.parametrize("variant", [{}, {"channels": 1}, {"progressive": True}, {"fill": True}])
+def test_fast_path_still_takes_the_jpegs_libjpeg_reads(tmp_path, variant):
+    """The frame-header reader agrees with libjpeg on real files: the fast path is taken, with load_image's pixels."""
+    import torch
+
+    from cnnkit.data.images import load_image
+    from cnnkit.engine.predict import decode_plain_jpeg
+
+    path = tmp_path / "small.jpg"
+    path.write_bytes(jpeg_declaring(8, 8, **variant))
+    channels = variant.get("channels", 3)
+    fast = decode_plain_jpeg(path, channels, (8, 8))
+    assert fast is not None and torch.equal(fast, load_image(path, channels, (8, 8)))
 
 
 def _decoders():
