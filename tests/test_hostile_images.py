@@ -88,15 +88,12 @@ def test_visualize_filter_reads_odd_images(cli, trained, images, kind, tmp_path)
 
 @pytest.mark.parametrize("kind", ["bomb", "bomb-warning-size"])
 def test_predict_refuses_a_decompression_bomb_without_decoding_it(cli, trained, images, kind):
-    import time
-
-    started = time.monotonic()
+    # test_predict_safety checks the peak memory of such a run, and JPEG bombs on every decode path.
     code, out, err = cli("predict", images[kind], "--model", trained, "--json")
     lines = assert_clean_failure(code, err, after_output=True)
     assert "1 of 1 inputs could not be read" in lines[0]
     assert err.startswith(f"warning: cannot read image {images[kind]}: refused as a decompression bomb")
     assert json.loads(out)[0]["error"].startswith("refused as a decompression bomb")
-    assert time.monotonic() - started < 10  # 900 Mpixels were never allocated
 
 
 def test_predict_with_bad_and_odd_images_together(cli, trained, images):

@@ -35,17 +35,21 @@ def predict(
     if json_output and csv_output:
         raise UsageError("--json and --csv are alternatives; pass one of them")
     from cnnkit.engine.device import resolve_device
-    from cnnkit.engine.predict import collect_inputs, open_classifier, predict_files
+    from cnnkit.engine.predict import collect_inputs, open_classifier, plan_batches, predict_files
 
     paths = collect_inputs(inputs)
     classifier = open_classifier(model, resolve_device(device))
+    plan = plan_batches(len(paths), len(classifier.classes), top_k=top_k, batch_size=batch_size, workers=workers)
+    for note in plan.notes:
+        print(f"note: {note}", file=sys.stderr, flush=True)
 
     def warn(failed) -> None:
         print(f"warning: cannot read image {failed.path}: {failed.error}", file=sys.stderr, flush=True)
 
-    predictions = predict_files(classifier, paths, top_k=top_k, batch_size=batch_size, workers=workers, on_error=warn)
+    predictions = predict_files(classifier, paths, top_k=plan.top_k, batch_size=plan.batch_size, workers=plan.workers,
+                                on_error=warn)
     try:
-        records = _write(predictions, classifier.classes, top_k, json_output, csv_output)
+        records = _write(predictions, classifier.classes, plan.top_k, json_output, csv_output)
     except BrokenPipeError:
         _quiet_broken_pipe()
     failed = sum("error" in r for r in records)
@@ -78,7 +82,7 @@ def _write(predictions, classes: list[str], top_k: int, json_output: bool, csv_o
     if json_output:
         print_json(records)
     elif not csv_output:
-        _print_table(records, min(top_k, len(classes)))
+        _print_table(records, top_k)
     sys.stdout.flush()
     return records
 

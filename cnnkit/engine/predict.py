@@ -7,8 +7,12 @@ An unreadable file becomes a Prediction with an error; the rest still run.
 
 from __future__ import annotations
 
+import fnmatch
+import functools
 import glob
 import os
+import struct
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -30,9 +34,119 @@ class Prediction:
 
 
 # ---- inputs ------------------------------------------------------------------------------
+# Symbolic links are followed, files and folders alike, because that is what a user who made one
+# means. A folder is walked once however many links lead to it (so `loop -> .` ends), and a file
+# reached by several names (a link, ./x and /abs/x, a folder and a file inside it) is predicted
+# once, under the first name it was found by. Nothing is amplified, so the inputs are bounded by
+# the real files on disk.
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of what `path` finally points to; None for a broken link or a link loop."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _walk_files(root: Path) -> Iterator[tuple[str, ...]]:
+    """Relative parts of every non-hidden file under root, following links, each real folder once.
+
+    Folders reached without a link are walked before linked ones, so a folder both inside the
+    tree and linked from elsewhere in it keeps its own name. An unreadable subfolder is skipped.
+    """
+    seen: set[tuple[int, int] | None] = set()
+    plain: deque[tuple[str, ...]] = deque([()])
+    linked: deque[tuple[str, ...]] = deque()
+    while plain or linked:
+        parts = plain.popleft() if plain else linked.popleft()
+        folder = root.joinpath(*parts)
+        identity = _file_identity(folder)
+        if identity is None or identity in seen:
+            continue
+        seen.add(identity)
+        try:
+            with os.scandir(folder) as scan:
+                entries = sorted(scan, key=lambda entry: entry.name)
+        except OSError:
+            if not parts:
+                raise
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_dir, is_file = entry.is_dir(), entry.is_file()  # both follow links; a loop of links raises
+            except OSError:
+                continue
+            if is_dir:
+                (linked if entry.is_symlink() else plain).append(parts + (entry.name,))
+            elif is_file:
+                yield parts + (entry.name,)
+
+
+def _through_a_link(path: Path) -> bool:
+    return os.path.realpath(path) != os.path.abspath(path)
+
+
+def _each_file_once(paths: Iterable[Path]) -> list[Path]:
+    """Sorted, one name per real file: a name with no link in it wins, then a name that is not itself a link."""
+    chosen: dict[tuple[int, int] | Path, Path] = {}
+    for path in sorted(paths, key=lambda p: (_through_a_link(p), p.is_symlink(), p)):
+        chosen.setdefault(_file_identity(path) or path, path)
+    return sorted(chosen.values())
+
+
 def _images_under(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*") if p.is_file() and is_image_file(p)
-                  and not any(part.startswith(".") for part in p.relative_to(directory).parts))
+    return _each_file_once(p for p in (directory.joinpath(*parts) for parts in _walk_files(directory)) if is_image_file(p))
+
+
+def _split_pattern(pattern: str) -> tuple[Path, list[str]]:
+    """The literal folder a pattern starts from, and its remaining components."""
+    parts = Path(pattern).parts
+    literal = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    return Path(*parts[:literal]) if literal else Path(), list(parts[literal:])
+
+
+def _recursive_glob(pattern: str) -> list[Path]:
+    """Images a `**` pattern matches, on the loop-safe walk rather than glob's own recursion.
+
+    glob.glob follows folder links at every level, so `loop -> .` repeats each file
+    40 times (until ELOOP), and two such links double that per level: it never ends.
+    As with glob, `**` is any number of folders, and a folder that matches is searched whole.
+    """
+    base, wanted = _split_pattern(pattern)
+    if not base.is_dir():
+        return []
+
+    def matched(parts: tuple[str, ...]) -> bool:
+        @functools.lru_cache(maxsize=None)
+        def match(i: int, j: int) -> bool:  # does parts[i:] match wanted[j:]?
+            if j == len(wanted):
+                return i == len(parts)
+            if wanted[j] == "**":
+                return match(i, j + 1) or (i < len(parts) and match(i + 1, j))
+            return i < len(parts) and fnmatch.fnmatchcase(parts[i], wanted[j]) and match(i + 1, j + 1)
+
+        return match(0, 0)
+
+    found = []
+    for parts in _walk_files(base):
+        path = base.joinpath(*parts)
+        # The file itself, or a folder above it, matches (glob would hand back that folder, which is searched whole).
+        if is_image_file(path) and any(matched(parts[:n]) for n in range(len(parts), -1, -1)):
+            found.append(path)
+    return _each_file_once(found)
+
+
+def _expand_pattern(item: str) -> list[Path]:
+    pattern = os.path.expanduser(item)
+    if "**" in pattern:
+        return _recursive_glob(pattern)
+    # Without `**` glob's work is bounded by the pattern's depth; a folder it matches is searched whole.
+    hits = [Path(p) for p in glob.glob(pattern)]
+    return _each_file_once(m for hit in hits for m in (_images_under(hit) if hit.is_dir() else [hit] if hit.is_file() and is_image_file(hit) else []))
 
 
 def collect_inputs(inputs: Iterable[str]) -> list[Path]:
@@ -41,9 +155,9 @@ def collect_inputs(inputs: Iterable[str]) -> list[Path]:
     Shells pass quoted patterns through unexpanded, so `"photos/**/*.jpg"` works
     too. A file named explicitly is always tried, whatever its extension; files
     found through a directory or a pattern must look like images. Anything that
-    matches nothing is an error.
+    matches nothing is an error. Each real file comes once, under its first name.
     """
-    found: list[Path] = []
+    found: dict[tuple[int, int] | Path, Path] = {}
     for item in inputs:
         path = Path(item).expanduser()
         if path.is_dir():
@@ -53,14 +167,14 @@ def collect_inputs(inputs: Iterable[str]) -> list[Path]:
         elif path.exists():
             matches = [path]
         elif glob.has_magic(item):
-            hits = [Path(p) for p in sorted(glob.glob(os.path.expanduser(item), recursive=True))]
-            matches = [m for hit in hits for m in (_images_under(hit) if hit.is_dir() else [hit] if is_image_file(hit) else [])]
+            matches = _expand_pattern(item)
             if not matches:
                 raise DataError(f"pattern {item} matches no images", "check the pattern; quote it so the shell passes it through")
         else:
             raise DataError(f"no such file or directory: {item}")
-        found.extend(matches)
-    return list(dict.fromkeys(found))  # a file named twice is predicted once
+        for match in matches:
+            found.setdefault(_file_identity(match) or match, match)
+    return list(found.values())
 
 
 def _extensions() -> str:
@@ -75,6 +189,65 @@ def _extensions() -> str:
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 
 
+# Start-of-frame markers (baseline, progressive, lossless, arithmetic): the segment holding the size.
+_JPEG_FRAME_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+# Markers with no length field; before the frame header they mean the file is not a plain JPEG.
+_JPEG_BARE_MARKERS = frozenset({0x01, 0xD8, 0xD9, 0xDA, *range(0xD0, 0xD8)})  # 0xDA, start of scan: pixels before a frame
+
+
+def pixel_limit() -> int | None:
+    """The most pixels an image may declare before a decoder allocates them; None when switched off.
+
+    Pillow's MAX_IMAGE_PIXELS, read when asked (a user may change it), and applied at
+    1x: load_image turns Pillow's warning between 1x and 2x into a refusal, so the
+    fast path refuses from the same line. (One home with cnnkit.data.images to come.)
+    """
+    from PIL import Image
+
+    return Image.MAX_IMAGE_PIXELS
+
+
+def refuse_decompression_bomb(path: Path, width: int, height: int) -> None:
+    """ImageReadError, worded as load_image's, when width x height is past pixel_limit()."""
+    limit = pixel_limit()
+    if limit is not None and width * height > limit:
+        raise ImageReadError(path, f"refused as a decompression bomb ({width}x{height} = {width * height} pixels "
+                                   f"is over the limit of {limit} pixels)")
+
+
+def jpeg_frame(file) -> tuple[int, int, int] | None:
+    """(height, width, components) from a JPEG's frame header, reading only the segments before it.
+
+    None when the stream is not a JPEG whose markers are well formed up to its
+    first frame: then the file is left to load_image, which has its own checks.
+    libjpeg also takes the first frame header (a second one is an error there).
+    """
+    if file.read(2) != b"\xff\xd8":
+        return None
+    while True:
+        marker = file.read(2)
+        if len(marker) < 2 or marker[0] != 0xFF:
+            return None
+        code = marker[1]
+        while code == 0xFF:  # fill bytes may pad a marker
+            byte = file.read(1)
+            if not byte:
+                return None
+            code = byte[0]
+        if code in _JPEG_BARE_MARKERS:
+            return None
+        field = file.read(2)
+        if len(field) < 2 or struct.unpack(">H", field)[0] < 2:
+            return None
+        if code in _JPEG_FRAME_MARKERS:
+            frame = file.read(6)
+            if len(frame) < 6:
+                return None
+            _precision, height, width, components = struct.unpack(">BHHB", frame)
+            return height, width, components
+        file.seek(struct.unpack(">H", field)[0] - 2, os.SEEK_CUR)
+
+
 def decode_plain_jpeg(path: Path, channels: int, size: tuple[int, int]) -> torch.Tensor | None:
     """A JPEG already in the wanted channels and size, decoded by torchvision's libjpeg-turbo; else None.
 
@@ -83,14 +256,33 @@ def decode_plain_jpeg(path: Path, channels: int, size: tuple[int, int]) -> torch
     else (other sizes, CMYK, damaged files) returns None and goes through
     load_image, which resizes, converts and words the errors.
 
+    The size comes from the frame header before any pixel is decoded: past
+    pixel_limit() the file is refused (ImageReadError), and a file of another
+    size is not decoded here at all (torchvision would allocate all of it,
+    2.7 GB for a 600-byte 30000x30000 JPEG, before the size check could say no).
+
     torchvision 0.29 deprecates its decoders in favour of TorchCodec (a
     DeprecationWarning, hidden outside tests). They still work; once they are
     gone every image takes the load_image path, slower but the same pixels.
     """
     try:
-        from torchvision.io import ImageReadMode, decode_jpeg, read_file
+        with open(path, "rb") as file:
+            frame = jpeg_frame(file)
+            if frame is None:
+                return None
+            height, width, components = frame
+            refuse_decompression_bomb(path, width, height)
+            # Either orientation: EXIF may turn the stored image; the decoded shape is checked below.
+            if components != channels or (height, width) not in (tuple(size), tuple(size)[::-1]):
+                return None
+            file.seek(0)
+            data = torch.frombuffer(bytearray(file.read()), dtype=torch.uint8)
+    except OSError:
+        return None
+    try:
+        from torchvision.io import ImageReadMode, decode_jpeg
 
-        image = decode_jpeg(read_file(str(path)), mode=ImageReadMode.UNCHANGED, apply_exif_orientation=True)
+        image = decode_jpeg(data, mode=ImageReadMode.UNCHANGED, apply_exif_orientation=True)
     except (ImportError, RuntimeError, ValueError, OSError):
         return None
     return image if image.shape[0] == channels and tuple(image.shape[1:]) == tuple(size) else None
@@ -220,6 +412,43 @@ def _collate(items: list) -> tuple[torch.Tensor | None, dict[int, str]]:
     return (torch.stack(good) if good else None), failed
 
 
+@dataclass(frozen=True)
+class BatchPlan:
+    """predict's size-like options, bounded before a batch, a worker or a top-k is allocated."""
+
+    top_k: int
+    batch_size: int
+    workers: int
+    notes: tuple[str, ...] = ()
+
+
+def plan_batches(inputs: int, classes: int, *, top_k: int, batch_size: int, workers: int) -> BatchPlan:
+    """Refuse what means nothing (below 1, or negative workers: usage errors); clamp what only asks for too much.
+
+    --top-k past the class count lists every class, as timm and torchvision clamp it
+    (with a note). --batch-size past the number of inputs is one batch of them all
+    (DataLoader would otherwise make a list of batch_size slots). --workers is at
+    most one per usable core (with a note) and one per batch: each is a process.
+    """
+    from cnnkit.engine.device import usable_cores
+
+    if top_k < 1:
+        raise UsageError(f"--top-k {top_k}: must be at least 1")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size {batch_size}: must be at least 1")
+    if workers < 0:
+        raise UsageError(f"--workers {workers}: must be 0 (decode in this process) or more")
+    notes = []
+    if top_k > classes:
+        notes.append(f"--top-k {top_k} is more than the model's {classes} classes; listing all {classes}")
+    cores = usable_cores()
+    if workers > cores:
+        notes.append(f"--workers {workers} is more than the {cores} usable cores; using {cores}")
+    batch = min(batch_size, max(1, inputs))
+    batches = -(-inputs // batch)
+    return BatchPlan(min(top_k, classes), batch, min(workers, cores, batches), tuple(notes))
+
+
 def predict_files(
     classifier,
     paths: list[Path],
@@ -235,21 +464,18 @@ def predict_files(
     runs the model (decoding is mostly Python inside Pillow, so threads would
     share one core). That pays for large photos on idle cores; for small images,
     or cores that are busy anyway, decoding in-process is faster (measured in
-    benchmarks/predict_speed.py), so it is the default.
+    benchmarks/predict_speed.py), so it is the default. The options are bounded
+    by plan_batches (callers that want its notes call it first).
     """
-    if top_k < 1:
-        raise UsageError("--top-k must be at least 1")
-    if batch_size < 1:
-        raise UsageError("--batch-size must be at least 1")
-    k = min(top_k, len(classifier.classes))
+    plan = plan_batches(len(paths), len(classifier.classes), top_k=top_k, batch_size=batch_size, workers=workers)
     loader = torch.utils.data.DataLoader(
-        _Decoded(paths, classifier.decode), batch_size=batch_size, shuffle=False, num_workers=workers,
+        _Decoded(paths, classifier.decode), batch_size=plan.batch_size, shuffle=False, num_workers=plan.workers,
         collate_fn=_collate,
     )
-    chunks = (paths[i : i + batch_size] for i in range(0, len(paths), batch_size))
+    chunks = (paths[i : i + plan.batch_size] for i in range(0, len(paths), plan.batch_size))
     for chunk, (images, failures) in zip(chunks, loader):
         if images is not None:
-            values, indices = classifier.probabilities(images).topk(k, dim=1)
+            values, indices = classifier.probabilities(images).topk(plan.top_k, dim=1)
             tops = iter(zip(indices.cpu().tolist(), values.cpu().tolist()))
         for position, path in enumerate(chunk):
             if position in failures:
