@@ -83,14 +83,20 @@ def _draft_side(size: tuple[int, int], resize_to: int | None) -> int:
 
 
 def check_pixels(path: Path, image: Image.Image) -> None:
-    """Refuse an image whose header declares more pixels than Pillow's MAX_IMAGE_PIXELS.
+    """Refuse an image whose header declares more pixels than Pillow's MAX_IMAGE_PIXELS."""
+    width, height = image.size
+    refuse_decompression_bomb(path, width, height)
+
+
+def refuse_decompression_bomb(path: Path, width: int, height: int) -> None:
+    """ImageReadError when width x height is past Pillow's MAX_IMAGE_PIXELS (read when asked: a user may change it).
 
     Pillow itself raises only past twice the limit and merely warns between 1x and 2x;
     and a warnings filter is process-wide, so under the decoding threads one thread's
-    catch_warnings() can undo another's. An explicit check needs neither.
+    catch_warnings() can undo another's. An explicit check at 1x needs neither, and every
+    decoder (Pillow's here, predict's torchvision JPEG path) asks this one function.
     """
     limit = Image.MAX_IMAGE_PIXELS
-    width, height = image.size
     if limit is not None and width * height > limit:
         raise ImageReadError(path, f"refused as a decompression bomb ({width}x{height} = {width * height} pixels, "
                                    f"over the limit of {limit})")

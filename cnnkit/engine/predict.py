@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
-from cnnkit.data.images import ImageReadError, is_image_file, load_image
+from cnnkit.data.images import ImageReadError, is_image_file, load_image, refuse_decompression_bomb
 from cnnkit.errors import CheckpointError, DataError, UsageError
 
 DEFAULT_BATCH_SIZE = 64
@@ -195,26 +195,6 @@ _JPEG_FRAME_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9,
 _JPEG_BARE_MARKERS = frozenset({0x01, 0xD8, 0xD9, 0xDA, *range(0xD0, 0xD8)})  # 0xDA, start of scan: pixels before a frame
 
 
-def pixel_limit() -> int | None:
-    """The most pixels an image may declare before a decoder allocates them; None when switched off.
-
-    Pillow's MAX_IMAGE_PIXELS, read when asked (a user may change it), and applied at
-    1x: load_image turns Pillow's warning between 1x and 2x into a refusal, so the
-    fast path refuses from the same line. (One home with cnnkit.data.images to come.)
-    """
-    from PIL import Image
-
-    return Image.MAX_IMAGE_PIXELS
-
-
-def refuse_decompression_bomb(path: Path, width: int, height: int) -> None:
-    """ImageReadError, worded as load_image's, when width x height is past pixel_limit()."""
-    limit = pixel_limit()
-    if limit is not None and width * height > limit:
-        raise ImageReadError(path, f"refused as a decompression bomb ({width}x{height} = {width * height} pixels "
-                                   f"is over the limit of {limit} pixels)")
-
-
 def jpeg_frame(file) -> tuple[int, int, int] | None:
     """(height, width, components) from a JPEG's frame header, reading only the segments before it.
 
@@ -257,7 +237,7 @@ def decode_plain_jpeg(path: Path, channels: int, size: tuple[int, int]) -> torch
     load_image, which resizes, converts and words the errors.
 
     The size comes from the frame header before any pixel is decoded: past
-    pixel_limit() the file is refused (ImageReadError), and a file of another
+    Pillow's MAX_IMAGE_PIXELS the file is refused (ImageReadError), and a file of another
     size is not decoded here at all (torchvision would allocate all of it,
     2.7 GB for a 600-byte 30000x30000 JPEG, before the size check could say no).
 
