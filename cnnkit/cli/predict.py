@@ -48,21 +48,11 @@ def predict(
 
     predictions = predict_files(classifier, paths, top_k=plan.top_k, batch_size=plan.batch_size, workers=plan.workers,
                                 on_error=warn)
-    try:
-        records = _write(predictions, classifier.classes, plan.top_k, json_output, csv_output)
-    except BrokenPipeError:
-        _quiet_broken_pipe()
+    # A reader that leaves early (`| head`) is the app's StdoutGuard's to handle, as for every command.
+    records = _write(predictions, classifier.classes, plan.top_k, json_output, csv_output)
     failed = sum("error" in r for r in records)
     if failed:
         raise CnnkitError(f"{failed} of {len(records)} inputs could not be read (see the warnings above)")
-
-
-def _quiet_broken_pipe():
-    # The reader (say `| head`) has had enough; stop without a second error about stdout.
-    import os
-
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    raise typer.Exit(1)
 
 
 def _write(predictions, classes: list[str], top_k: int, json_output: bool, csv_output: bool) -> list[dict]:
