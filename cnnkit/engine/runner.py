@@ -8,17 +8,18 @@ from cnnkit.engine import distributed
 from cnnkit.engine.checkpoint import load_checkpoint
 from cnnkit.engine.config import TrainConfig
 from cnnkit.engine.progress import Reporter
-from cnnkit.engine.rundir import check_writable, remove_stale_temporaries
+from cnnkit.engine.rundir import check_writable, claim_for_resume, release_run_locks, resumable_run_dir
 from cnnkit.engine.setup import prepare_training
 from cnnkit.engine.trainer import Trainer
 
 
 def start_training(config: TrainConfig, reporter: Reporter | None = None) -> dict:
     reporter = reporter or Reporter()
-    setup = prepare_training(config, reporter)
     try:
+        setup = prepare_training(config, reporter)  # creates and locks the run directory
         return Trainer(setup, reporter).fit()
     finally:
+        release_run_locks()
         distributed.shutdown()
 
 
@@ -31,10 +32,17 @@ def resume_training(target: str | Path, reporter: Reporter | None = None, *, epo
     """
     reporter = reporter or Reporter()
     checkpoint = load_checkpoint(target, prefer="last")
-    run_dir = Path(checkpoint["path"]).parent
+    run_dir = resumable_run_dir(checkpoint["path"])
     check_writable(run_dir)
-    if distributed.world().main:  # rank 0 alone writes in the run directory
-        remove_stale_temporaries(run_dir)
+    if distributed.world().main:  # rank 0 alone writes in the run directory, so it alone holds the lock
+        claim_for_resume(run_dir)
+    try:
+        return _continue(checkpoint, run_dir, reporter, epochs, device, workers, auto_batch)
+    finally:
+        release_run_locks(run_dir)
+
+
+def _continue(checkpoint: dict, run_dir: Path, reporter: Reporter, epochs, device, workers, auto_batch) -> dict:
     config = TrainConfig.from_dict(checkpoint["train"]["config"])
     if epochs is not None:
         config.epochs = epochs

@@ -20,7 +20,7 @@ from cnnkit.engine.device import cpu_threads_for, forward_macs, resolve_device, 
 from cnnkit.engine.distributed import World
 from cnnkit.engine.optim import OPTIMIZERS, SCHEDULES
 from cnnkit.engine.progress import Reporter, task_progress
-from cnnkit.engine.rundir import new_run_dir
+from cnnkit.engine.rundir import check_run_name, new_run_dir
 from cnnkit.engine.state import seed_everything
 from cnnkit.engine.trainer import Phase, TrainSetup
 from cnnkit.errors import DataError, UsageError
@@ -51,6 +51,7 @@ def validate_config(cfg: TrainConfig) -> None:
         if not ok:
             raise UsageError(message)
     parse_augment(cfg.augment)
+    check_run_name(cfg.name)
 
 
 def eval_batch_size(batch_size: int) -> int:
