@@ -9,6 +9,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Iterator
 
 from cnnkit.errors import CheckpointError, CnnkitError, UsageError
 from cnnkit.fileio import atomic_write_text
@@ -51,7 +52,7 @@ def new_run_dir(out: str | Path, model: str, dataset_name: str, name: str | None
         remove_stale_temporaries(run)
     except OSError as exc:
         if run is not None:
-            release_run_locks(run)
+            release_run_lock(run)
         place = exc.filename or out
         raise CnnkitError(f"cannot write to run directory {place}: {exc.strerror}", "choose a writable place with --out") from None
     return run
@@ -82,7 +83,7 @@ def _claim(run: Path, busy_is_error: bool = False) -> bool:
                 raise
             return False
         if _holds_files(run):  # filled between the look and the lock
-            release_run_locks(run)
+            release_run_lock(run)
             return False
         return True
     lock_run_dir(run)
@@ -156,19 +157,29 @@ def lock_run_dir(run: Path) -> None:
         os.close(fd)
 
 
-def release_run_locks(run: Path | None = None) -> None:
-    """Let go of this process's run lock(s): the one of `run`, or all of them."""
+@contextlib.contextmanager
+def run_locks_released() -> Iterator[None]:
+    """Let go, on the way out, of the run locks taken inside the block (a run's whole life, failures too)."""
+    before = set(_held)
+    try:
+        yield
+    finally:
+        for run in set(_held) - before:
+            release_run_lock(run)
+
+
+def release_run_lock(run: Path) -> None:
+    """Let go of this process's lock of `run`, if it holds it."""
+    fd = _held.pop(Path(run), None)
+    if fd is None:
+        return
     import fcntl
 
-    for held in [Path(run)] if run is not None else list(_held):
-        fd = _held.pop(held, None)
-        if fd is None:
-            continue
-        with contextlib.suppress(OSError):
-            os.unlink(held / LOCK_FILE)  # while still holding it, so no one locks a file about to vanish
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_UN)  # forked workers share the descriptor: unlock, not just close
-        os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(Path(run) / LOCK_FILE)  # while still holding it, so no one locks a file about to vanish
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_UN)  # forked workers share the descriptor: unlock, not just close
+    os.close(fd)
 
 
 RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "curves.png", "config.json")

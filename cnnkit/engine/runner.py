@@ -8,7 +8,7 @@ from cnnkit.engine import distributed
 from cnnkit.engine.checkpoint import load_checkpoint
 from cnnkit.engine.config import TrainConfig
 from cnnkit.engine.progress import Reporter
-from cnnkit.engine.rundir import check_writable, claim_for_resume, release_run_locks, resumable_run_dir
+from cnnkit.engine.rundir import check_writable, claim_for_resume, resumable_run_dir, run_locks_released
 from cnnkit.engine.setup import prepare_training
 from cnnkit.engine.trainer import Trainer
 
@@ -16,10 +16,10 @@ from cnnkit.engine.trainer import Trainer
 def start_training(config: TrainConfig, reporter: Reporter | None = None) -> dict:
     reporter = reporter or Reporter()
     try:
-        setup = prepare_training(config, reporter)  # creates and locks the run directory
-        return Trainer(setup, reporter).fit()
+        with run_locks_released():
+            setup = prepare_training(config, reporter)  # creates and locks the run directory
+            return Trainer(setup, reporter).fit()
     finally:
-        release_run_locks()
         distributed.shutdown()
 
 
@@ -34,12 +34,10 @@ def resume_training(target: str | Path, reporter: Reporter | None = None, *, epo
     checkpoint = load_checkpoint(target, prefer="last")
     run_dir = resumable_run_dir(checkpoint["path"])
     check_writable(run_dir)
-    if distributed.world().main:  # rank 0 alone writes in the run directory, so it alone holds the lock
-        claim_for_resume(run_dir)
-    try:
+    with run_locks_released():
+        if distributed.world().main:  # rank 0 alone writes in the run directory, so it alone holds the lock
+            claim_for_resume(run_dir)
         return _continue(checkpoint, run_dir, reporter, epochs, device, workers, auto_batch)
-    finally:
-        release_run_locks(run_dir)
 
 
 def _continue(checkpoint: dict, run_dir: Path, reporter: Reporter, epochs, device, workers, auto_batch) -> dict:
