@@ -53,19 +53,21 @@ def run(finished, tmp_path) -> Path:
 
 
 @pytest.fixture
-def held(request):
-    """Hold run directories' locks as another cnnkit process would (flock conflicts per open file)."""
-    from cnnkit.engine.rundir import lock_run_dir, release_run_lock
+def held():
+    """Hold run directories' locks as another cnnkit process does: flock on run/.lock (flock conflicts
+    between open files even within one process)."""
+    import fcntl
 
     taken = []
 
     def hold(run: Path) -> None:
-        lock_run_dir(run)
-        taken.append(run)
+        fd = os.open(run / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        taken.append(fd)
 
     yield hold
-    for run in taken:
-        release_run_lock(run)
+    for fd in taken:
+        os.close(fd)
 
 
 # ---- --name ----------------------------------------------------------------------------------
@@ -120,7 +122,7 @@ def test_empty_existing_folder_may_be_used(cli, digits, tmp_path):
 # ---- created atomically, locked while training --------------------------------------------------
 
 
-def test_runs_started_together_get_different_folders(tmp_path, held):
+def test_runs_started_together_get_different_folders(tmp_path):
     """The first run's folder is still empty while it loads data: the second must not take it."""
     from cnnkit.engine.rundir import new_run_dir, release_run_lock
 
