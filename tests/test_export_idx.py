@@ -219,11 +219,11 @@ def test_sigint_leaves_the_previous_export_untouched(tmp_path):
     before = digests(out)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "cnnkit", "export-idx", str(source), "--out", str(out), "--gzip", "--force"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     deadline = time.time() + 60
 
-    def first_file_written() -> bool:  # in the temporary folder the export is built in, beside out/
-        return any((folder / "train-images-idx3-ubyte.gz").exists() for folder in tmp_path.glob(".out.*"))
+    def first_file_written() -> bool:  # in out/ or in the temporary folder the export is built in, beside it
+        return any(tmp_path.glob("*/train-images-idx3-ubyte.gz"))
 
     while time.time() < deadline and not first_file_written() and proc.poll() is None:
         time.sleep(0.01)

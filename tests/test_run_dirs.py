@@ -160,7 +160,7 @@ def test_kill_9_leaves_no_stale_lock(cli, run):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; from cnnkit.engine.rundir import lock_run_dir; "
          "lock_run_dir(Path(sys.argv[1])); print('locked', flush=True); time.sleep(60)", str(run)],
-        stdout=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, text=True, cwd=run.parent)
     try:
         assert holder.stdout.readline().strip() == "locked"
         code, _, err = cli("train", "--resume", run, "--epochs", "2")
