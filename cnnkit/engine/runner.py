@@ -32,11 +32,9 @@ def resume_training(target: str | Path, reporter: Reporter | None = None, *, epo
     """
     reporter = reporter or Reporter()
     checkpoint = load_checkpoint(target, prefer="last")
-    run_dir = resumable_run_dir(checkpoint["path"])
+    run_dir = Path(checkpoint["path"]).parent
     check_writable(run_dir)
     with run_locks_released():
-        if distributed.world().main:  # rank 0 alone writes in the run directory, so it alone holds the lock
-            claim_for_resume(run_dir)
         return _continue(checkpoint, run_dir, reporter, epochs, device, workers, auto_batch)
 
 
@@ -56,7 +54,9 @@ def _continue(checkpoint: dict, run_dir: Path, reporter: Reporter, epochs, devic
     else:
         setup = prepare_training(config, reporter, run_dir=run_dir)
     trainer = Trainer(setup, reporter)
-    trainer.resume_from(checkpoint)
+    trainer.resume_from(checkpoint)  # the checkpoint is now known to be whole and to fit: say what else is wrong
+    if distributed.world().main:  # rank 0 alone writes in the run directory, so it alone holds the lock
+        claim_for_resume(resumable_run_dir(checkpoint["path"]))
     done = trainer.state.epoch
     if done < trainer.total_epochs:
         reporter.note(f"resuming {run_dir} at epoch {done + 1}, batch {trainer.state.step_in_epoch + 1}")
