@@ -53,8 +53,8 @@ def new_run_dir(out: str | Path, model: str, dataset_name: str, name: str | None
     except OSError as exc:
         if run is not None:
             release_run_lock(run)
-        place = exc.filename or out
-        raise CnnkitError(f"cannot write to run directory {place}: {exc.strerror}", "choose a writable place with --out") from None
+        raise CnnkitError(f"cannot write to run directory {run if run is not None else out}: {exc.strerror}",
+                          "choose a writable place with --out") from None
     return run
 
 

@@ -55,8 +55,8 @@ def _continue(checkpoint: dict, run_dir: Path, reporter: Reporter, epochs, devic
         setup = prepare_training(config, reporter, run_dir=run_dir)
     trainer = Trainer(setup, reporter)
     trainer.resume_from(checkpoint)  # the checkpoint is now known to be whole and to fit: say what else is wrong
-    if distributed.world().main:  # rank 0 alone writes in the run directory, so it alone holds the lock
-        claim_for_resume(resumable_run_dir(checkpoint["path"]))
+    # Rank 0 alone writes in the run directory, so it alone holds the lock; the others learn if it failed.
+    distributed.on_rank_zero(lambda: claim_for_resume(resumable_run_dir(checkpoint["path"])))
     done = trainer.state.epoch
     if done < trainer.total_epochs:
         reporter.note(f"resuming {run_dir} at epoch {done + 1}, batch {trainer.state.step_in_epoch + 1}")

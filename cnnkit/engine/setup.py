@@ -112,9 +112,8 @@ def join_world(cfg: TrainConfig, reporter: Reporter) -> tuple[torch.device, Worl
 
 
 def shared_run_dir(cfg: TrainConfig, model_name: str, dataset_name: str, place: World) -> Path:
-    """Rank 0 creates the run directory; every rank learns its path."""
-    run_dir = new_run_dir(cfg.out, model_name, dataset_name, cfg.name) if place.main else None
-    return Path(distributed.broadcast(str(run_dir) if run_dir else None))
+    """Rank 0 creates (and locks) the run directory; every rank learns its path, or that it failed."""
+    return Path(distributed.on_rank_zero(lambda: str(new_run_dir(cfg.out, model_name, dataset_name, cfg.name))))
 
 
 def normalisation(train_split, channels: int) -> tuple[list[float], list[float]]:
