@@ -111,7 +111,7 @@ def join_world(cfg: TrainConfig, reporter: Reporter) -> tuple[torch.device, Worl
     return device, place
 
 
-def shared_run_dir(cfg: TrainConfig, model_name: str, dataset_name: str, place: World) -> Path:
+def shared_run_dir(cfg: TrainConfig, model_name: str, dataset_name: str) -> Path:
     """Rank 0 creates (and locks) the run directory; every rank learns its path, or that it failed."""
     return Path(distributed.on_rank_zero(lambda: str(new_run_dir(cfg.out, model_name, dataset_name, cfg.name))))
 
@@ -183,7 +183,7 @@ def prepare_training(cfg: TrainConfig, reporter: Reporter, run_dir: Path | None 
     mean, std = normalisation(train_split, dataset.channels)
     transform = BatchTransform(mean, std, in_channels, input_size, parse_augment(cfg.augment), device, channels_last)
     train_batches, val_batches = batches_for(cfg, dataset, train_split, val_split, device, place)
-    run_dir = run_dir or shared_run_dir(cfg, spec.name, dataset.name, place)
+    run_dir = run_dir or shared_run_dir(cfg, spec.name, dataset.name)
     return TrainSetup(
         config=cfg,
         model=model,
