@@ -18,6 +18,7 @@ import torch
 from cnnkit.data.catalog import sample_dir
 from cnnkit.data.idx import read_idx
 from cnnkit.data.resolve import load_dataset
+from hostile import assert_clean_failure, digests
 
 
 def load_mnist(path, kind="train"):
@@ -31,12 +32,6 @@ def load_mnist(path, kind="train"):
         magic, num, rows, cols = struct.unpack(">IIII", imgpath.read(16))
         images = np.fromfile(imgpath, dtype=np.uint8).reshape(len(labels), rows * cols)
     return images, labels
-
-
-def assert_one_error(code, stderr, expected_code=1):
-    assert code == expected_code
-    assert "Traceback" not in stderr
-    assert sum(line.startswith("error:") for line in stderr.splitlines()) == 1
 
 
 def test_mnist_sample_reads_back_byte_identical_everywhere(cli, tmp_path):
@@ -134,7 +129,7 @@ def test_refuses_to_overwrite_without_force(cli, tmp_path):
     assert cli("export-idx", "mnist-sample", "--out", out, "--limit", "5", "--gzip")[0] == 0
     before = (out / "train-images-idx3-ubyte.gz").read_bytes()
     code, _, stderr = cli("export-idx", "mnist-sample", "--out", out, "--limit", "7")
-    assert_one_error(code, stderr)
+    assert_clean_failure(code, stderr)
     assert "--force" in stderr and (out / "train-images-idx3-ubyte.gz").read_bytes() == before
     code, _, stderr = cli("export-idx", "mnist-sample", "--out", out, "--limit", "7", "--force")
     assert code == 0, stderr
@@ -163,48 +158,82 @@ def test_exported_folder_trains(cli, tmp_path):
 )
 def test_bad_input_is_one_error_line(cli, args, exit_code):
     code, _, stderr = cli("export-idx", *args)
-    assert code == exit_code and "Traceback" not in stderr
+    assert_clean_failure(code, stderr, expected_code=exit_code)
 
 
 def test_out_that_is_a_file_and_missing_split(cli, tmp_path, cifar_folder):
     target = tmp_path / "file"
     target.write_text("x")
-    assert_one_error(*cli("export-idx", "mnist-sample", "--out", target)[::2])
+    assert_clean_failure(*cli("export-idx", "mnist-sample", "--out", target)[::2])
     flat = tmp_path / "flat"  # class folders directly: no test split
     shutil.copytree(cifar_folder / "train", flat)
     code, _, stderr = cli("export-idx", flat, "--out", tmp_path / "o", "--split", "test")
-    assert_one_error(code, stderr)
+    assert_clean_failure(code, stderr)
     assert not (tmp_path / "o" / "train-images-idx4-ubyte").exists()
 
 
-def test_sigint_leaves_no_half_file(tmp_path):
-    """Interrupt an export while it writes: every file under a final name is complete."""
+def test_force_over_another_datasets_export_leaves_none_of_its_files(cli, cifar_folder, tmp_path):
+    out = tmp_path / "idx"
+    assert cli("export-idx", "mnist-sample", "--out", out, "--limit", "20")[0] == 0
+    flat = tmp_path / "flat"  # class folders directly: a train split only
+    shutil.copytree(cifar_folder / "train", flat)
+    code, stdout, stderr = cli("export-idx", flat, "--out", out, "--force", "--limit", "10")
+    assert code == 0, stderr
+    # Exactly the new export: MNIST's t10k-* beside CIFAR's train-* would read as one mixed dataset.
+    assert sorted(p.name for p in out.iterdir()) == ["classes.txt", "train-images-idx4-ubyte", "train-labels-idx1-ubyte"]
+    assert sorted(Path(line).name for line in stdout.split()) == sorted(p.name for p in out.iterdir())
+    again = load_dataset(str(out))
+    assert list(again.splits) == ["train"] and again.classes == load_dataset(str(flat)).classes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar10-sample", "flat", "idx"]  # no temporary folder left
+
+
+def test_force_keeps_the_users_other_files_in_a_shared_folder(cli, tmp_path):
+    """An --out that also holds the user's files is not swapped whole: only export files are replaced."""
+    out = tmp_path / "shared"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n")
+    assert cli("export-idx", "mnist-sample", "--out", out, "--limit", "5")[0] == 0
+    code, _, stderr = cli("export-idx", "mnist-sample", "--out", out, "--limit", "7", "--split", "train", "--force")
+    assert code == 0, stderr
+    assert sorted(p.name for p in out.iterdir()) == ["classes.txt", "notes.txt", "train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
+    assert (out / "notes.txt").read_text() == "mine\n" and len(load_dataset(str(out)).splits["train"]) == 7
+
+
+def test_sigint_leaves_the_previous_export_untouched(tmp_path):
+    """Interrupt a --force export while it writes: the old export is byte-identical, nothing half is left."""
     import subprocess
+
+    from cnnkit.data.idx import write_idx
 
     source = tmp_path / "big"
     source.mkdir()
-    from cnnkit.data.idx import write_idx
-
     rng = np.random.default_rng(0)
-    write_idx(source / "train-images-idx3-ubyte", rng.integers(0, 256, (5000, 28, 28), dtype=np.uint8))
-    write_idx(source / "train-labels-idx1-ubyte", rng.integers(0, 10, 5000, dtype=np.uint8))
-    write_idx(source / "t10k-images-idx3-ubyte", rng.integers(0, 256, (5000, 28, 28), dtype=np.uint8))
-    write_idx(source / "t10k-labels-idx1-ubyte", rng.integers(0, 10, 5000, dtype=np.uint8))
+    for prefix in ("train", "t10k"):
+        write_idx(source / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (5000, 28, 28), dtype=np.uint8))
+        write_idx(source / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, 5000, dtype=np.uint8))
     out = tmp_path / "out"
+    out.mkdir()
+    write_idx(out / "train-images-idx3-ubyte", rng.integers(0, 256, (10, 28, 28), dtype=np.uint8))
+    write_idx(out / "train-labels-idx1-ubyte", rng.integers(0, 10, 10, dtype=np.uint8))
+    (out / "classes.txt").write_text("".join(f"{d}\n" for d in range(10)))
+    before = digests(out)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "cnnkit", "export-idx", str(source), "--out", str(out), "--gzip"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "cnnkit", "export-idx", str(source), "--out", str(out), "--gzip", "--force"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     deadline = time.time() + 60
-    # Wait until the first file is in place, then interrupt while the rest is compressed.
-    while time.time() < deadline and not (out / "train-images-idx3-ubyte.gz").exists() and proc.poll() is None:
+
+    def first_file_written() -> bool:  # in out/ or in the temporary folder the export is built in, beside it
+        return any(tmp_path.glob("*/train-images-idx3-ubyte.gz"))
+
+    while time.time() < deadline and not first_file_written() and proc.poll() is None:
         time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert "Traceback" not in stderr
     assert proc.returncode in (130, 0), stderr  # 0 only if it had already finished
-    assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
-    for path in out.iterdir():
-        if path.name != "classes.txt":
-            assert len(read_idx(path)) == 5000  # complete, or not there at all
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "a temporary folder was left behind"
     if proc.returncode == 130:
-        assert not (out / "classes.txt").exists() or len(list(out.iterdir())) == 5
+        assert digests(out) == before
+    else:
+        assert sorted(p.name for p in out.iterdir()) == ["classes.txt", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
+                                                          "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]

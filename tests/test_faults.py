@@ -100,15 +100,21 @@ def test_kill_9_at_random_moments_never_loses_the_checkpoint_and_resume_finishes
     uninterrupted = time.monotonic() - started
     rng = random.Random(20)
     runs, kills, found = 1, 0, 0
-    run = out / "killed-1"
+    run, finished = out / "killed-1", [out / "straight"]
     for attempt in range(80):  # bounded: a child that never dies in time must not hang the suite
         if kills >= 20:
             break
+        if run.exists() and not (run / "last.pt").exists() and any(p.name != ".lock" for p in run.iterdir()):
+            # Killed before its first checkpoint: nothing to resume, and cnnkit takes no folder that holds
+            # files over, so a user starts again under a new name.
+            runs += 1
+            run = out / f"killed-{runs}"
         # Anywhere from start-up to the end of a whole run: kills land while the data loads, while it
         # trains and validates, and in the middle of checkpoint, metrics and curve writes.
         code = _run_child(tiny_config(small_idx, out, run.name), rng.uniform(0.02, 0.45 * uninterrupted))
         if code == 0:  # this run reached its end between kills: check it, then kill a fresh one
             assert_finished_like(run, out / "straight")
+            finished.append(run)
             runs += 1
             run = out / f"killed-{runs}"
             continue
@@ -125,11 +131,14 @@ def test_kill_9_at_random_moments_never_loses_the_checkpoint_and_resume_finishes
     print(f"{kills} kills over {runs} run(s), {found} found a checkpoint; uninterrupted run {uninterrupted:.1f}s")
     assert found >= 5, "too few kills came late enough to find a checkpoint"
 
+    if run.exists() and not (run / "last.pt").exists() and any(p.name != ".lock" for p in run.iterdir()):
+        run = out / f"killed-{runs + 1}"
     assert _run_child(tiny_config(small_idx, out, run.name), None) == 0
     assert_finished_like(run, out / "straight")
+    finished.append(run)
     # A kill in the middle of a write leaves a hidden temporary file (as big as a checkpoint); the next
-    # start or resume of that run deletes it.
-    leftovers = [p.name for r in out.iterdir() for p in r.iterdir() if p.name.startswith(".")]
+    # resume of that run deletes it, and a run that ends lets go of its lock file.
+    leftovers = [p.name for r in finished for p in r.iterdir() if p.name.startswith(".")]
     assert leftovers == []
 
 
@@ -161,8 +170,7 @@ def disk_full_on_write(monkeypatch, how: str) -> None:
 
     def save(obj, f, *args, **kwargs):
         real_save(obj, f, *args, **kwargs)
-        path = Path(f)
-        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # half of it reached the disk
+        f.truncate(f.tell() // 2)  # half of it reached the disk (cnnkit hands torch the new file itself)
         if how == "oserror":
             raise OSError(errno.ENOSPC, "No space left on device")
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
@@ -188,23 +196,31 @@ def test_full_disk_during_checkpoint_keeps_the_previous_one(cli, run_copy, monke
     assert load_checkpoint(run_copy, prefer="last")["train"]["epoch"] == 1
 
 
-def test_full_disk_during_export_keeps_the_previous_export(cli, tmp_path, monkeypatch):
+def test_full_disk_part_way_through_an_export_keeps_the_previous_export(cli, tmp_path, monkeypatch):
+    """The third file of a --force export finds the disk full: the two before it must not be swapped in."""
     import cnnkit.fileio
-    from cnnkit.fileio import atomic_path
 
     code, _, err = cli("export-idx", "mnist-sample", "--out", tmp_path / "idx", "--limit", "50")
     assert code == 0, err
     before = digests(tmp_path / "idx")
+    real_write, calls = cnnkit.fileio.atomic_write_bytes, []
 
-    def full_disk(path, payload):
-        with atomic_path(path) as tmp:
+    def full_on_the_third(path, payload):
+        calls.append(Path(path).name)
+        if len(calls) < 3:
+            return real_write(path, payload)
+        with cnnkit.fileio.atomic_path(path) as tmp:
             tmp.write_bytes(payload[: len(payload) // 2])
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(cnnkit.fileio, "atomic_write_bytes", full_disk)
+    monkeypatch.setattr(cnnkit.fileio, "atomic_write_bytes", full_on_the_third)
     code, _, err = cli("export-idx", "mnist-sample", "--out", tmp_path / "idx", "--limit", "60", "--force")
-    assert "the disk is full" in assert_clean_failure(code, err)[0]
+    lines = assert_clean_failure(code, err)
+    # True on both counts: the file named is the one the user asked for, and the previous export is whole.
+    assert lines[0] == f"error: the disk is full: {tmp_path / 'idx' / calls[2]}"
+    assert "previous files were left" in lines[1]
     assert digests(tmp_path / "idx") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"], "the temporary export folder was left behind"
 
 
 @pytest.fixture
@@ -240,6 +256,19 @@ def test_real_full_disk_during_checkpoint(cli, finished_run, small_tmpfs):
     assert after["run/last.pt"] == before["run/last.pt"] and after["run/best.pt"] == before["run/best.pt"]
     (small_tmpfs / "filler").unlink()
     assert load_checkpoint(run, prefer="last")["train"]["epoch"] == 1
+
+
+def test_real_full_disk_during_an_export(cli, small_tmpfs):
+    out = small_tmpfs / "idx"
+    code, _, err = cli("export-idx", "mnist-sample", "--out", out, "--limit", "50")
+    assert code == 0, err
+    before = digests(out)
+    fill(small_tmpfs, leave=300 * 1024)  # room for the new train images (235 KB), not for the test split too
+    code, _, err = cli("export-idx", "mnist-sample", "--out", out, "--limit", "300", "--force")
+    lines = assert_clean_failure(code, err)
+    assert lines[0].startswith(f"error: the disk is full: {out}/")
+    assert digests(out) == before
+    assert sorted(p.name for p in small_tmpfs.iterdir()) == ["filler", "idx"]
 
 
 # ---- read-only places ------------------------------------------------------------------------

@@ -26,7 +26,7 @@ def export_idx(
     resize: Annotated[Optional[int], typer.Option("--resize", min=1, max=4096, help="Resize images to N x N.", show_default=False)] = None,
     grayscale: Annotated[bool, typer.Option("--grayscale", help="Convert colour images to grey (IDX3, readable by torchvision's MNIST).")] = False,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Write only the first N images of each split.", show_default=False)] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite IDX files already in --out.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the export already in --out, all of its IDX files (swapped in once the new one is complete).")] = False,
     data_dir: DataDirOption = Path("data"),
     json_output: JsonOption = False,
     quiet: QuietOption = False,

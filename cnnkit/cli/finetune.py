@@ -12,6 +12,7 @@ from cnnkit.cli import train_options as opt
 from cnnkit.cli.app import app
 from cnnkit.cli.common import DataDirOption, DeviceOption, JsonOption, QuietOption, SeedOption, handle_errors
 from cnnkit.cli.output import print_run_summary
+from cnnkit.cli.resume_options import refuse_fixed_options
 
 
 class FinetuneMode(str, Enum):
@@ -27,6 +28,7 @@ class FinetuneMode(str, Enum):
 )
 @handle_errors
 def finetune(
+    ctx: typer.Context,
     model: Annotated[Optional[str], typer.Argument(help="vgg16, resnet18, mobilenet_v2 (mobilenet) or alexnet; not needed with --resume.", show_default=False)] = None,
     dataset: opt.Dataset = "cats-dogs",
     weights: Annotated[Optional[Path], typer.Option("--weights", help="A local ImageNet-shaped state_dict instead of the torch hub cache.", show_default=False)] = None,
@@ -70,6 +72,7 @@ def finetune(
 
     reporter = Reporter(quiet=quiet or json_output)
     if resume is not None:
+        refuse_fixed_options(ctx)
         summary = resume_finetune(resume, reporter, epochs=epochs, device=device, workers=workers,
                                   auto_batch=auto_batch)
     else:

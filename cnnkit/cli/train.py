@@ -10,6 +10,7 @@ from cnnkit.cli import train_options as opt
 from cnnkit.cli.app import app
 from cnnkit.cli.common import DataDirOption, DeviceOption, JsonOption, QuietOption, SeedOption, handle_errors
 from cnnkit.cli.output import print_run_summary
+from cnnkit.cli.resume_options import refuse_fixed_options
 
 
 @app.command(
@@ -18,6 +19,7 @@ from cnnkit.cli.output import print_run_summary
 )
 @handle_errors
 def train(
+    ctx: typer.Context,
     model: Annotated[Optional[str], typer.Argument(help="Model name (see `cnnkit summary --list`); not needed with --resume.", show_default=False)] = None,
     dataset: opt.Dataset = "mnist-sample",
     epochs: opt.Epochs = None,
@@ -56,6 +58,7 @@ def train(
 
     reporter = Reporter(quiet=quiet or json_output)
     if resume is not None:
+        refuse_fixed_options(ctx)
         summary = resume_training(resume, reporter, epochs=epochs, device=device, workers=workers,
                                   auto_batch=auto_batch)
     else:

@@ -3,12 +3,17 @@
 Grey images become IDX3 (N, H, W) uint8, the layout of MNIST itself, which
 torchvision's MNIST reader and the classic `load_mnist` (struct + np.fromfile)
 read unchanged. Colour images become 4-D IDX (N, H, W, 3) under the name
-`*-images-idx4-ubyte`, which cnnkit reads back. Every file is written to a
-temporary name and renamed, so an interrupted export leaves no half file.
+`*-images-idx4-ubyte`, which cnnkit reads back. The whole export is written
+into a temporary folder and swapped in once complete, so an interrupted or
+failed export leaves the previous one as it was.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -19,9 +24,11 @@ from cnnkit.data.dataset import Dataset, TensorSplit
 from cnnkit.data.idx import write_idx
 from cnnkit.data.idx_dir import CLASSES_FILE
 from cnnkit.errors import CnnkitError, DataError
+from cnnkit.fileio import current_umask, fsync_dir
 
 PREFIXES = {"train": "train", "test": "t10k"}  # MNIST's own file prefixes
 RESIZE_CHUNK = 4096
+STAGING_MARK = ".export-tmp"  # suffix of the temporary folder an export is written into
 
 
 def output_names(split: str, colour: bool, compress: bool) -> tuple[str, str]:
@@ -93,10 +100,15 @@ def export_idx(
     force: bool = False,
     on_file: Callable[[dict], None] | None = None,
 ) -> list[dict]:
-    """Write each split's images and labels, then classes.txt; return what was written."""
-    from cnnkit.fileio import atomic_write_text
+    """Write each split's images and labels, then classes.txt; return what was written.
 
-    out_dir = Path(out_dir)
+    Everything is written into a fresh temporary folder first and swapped in only once complete, so a
+    failure part-way (a full disk, Ctrl-C) leaves the previous export exactly as it was. With `force` the
+    new export replaces the previous one whole: no file of an older export (another dataset's t10k-*,
+    another variant) is left beside it.
+    """
+    shown = Path(out_dir)  # the records name files as the user named the folder
+    out_dir = Path(os.path.abspath(out_dir))
     if len(dataset.classes) > 256:
         raise DataError(f"{len(dataset.classes)} classes do not fit IDX ubyte labels (at most 256)")
     if force:
@@ -105,7 +117,34 @@ def export_idx(
     else:
         refuse_to_overwrite(out_dir, splits)
     splits_data = {name: dataset.split(name) for name in splits}  # a missing split fails before anything is written
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # A symlinked --out is the user's pointer to a folder: write inside it, never rename the link itself.
+    swap_folder = not out_dir.exists() or (force and not out_dir.is_symlink() and _holds_only_an_export(out_dir))
+    # Beside the target when the whole folder is swapped in, inside it when other files share the folder.
+    staging = _make_staging(out_dir.parent if swap_folder else out_dir, out_dir.name)
+    try:
+        written = _write_into(staging, dataset, splits_data, compress, resize, grayscale, limit)
+        fsync_dir(staging)
+        if swap_folder:
+            _swap_folder(staging, out_dir)
+        else:
+            _move_files(staging, out_dir, stale=_stale_names(written, splits, force))
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise _named_for_user(exc, staging, out_dir) from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    for record in written:
+        record["path"] = str(shown / record.pop("name"))
+        if on_file:
+            on_file(record)
+    return written
+
+
+def _write_into(folder: Path, dataset: Dataset, splits_data: dict, compress: bool, resize: int | None,
+                grayscale: bool, limit: int | None) -> list[dict]:
+    from cnnkit.fileio import atomic_write_text
+
     written: list[dict] = []
     for name, split in splits_data.items():
         images, labels = split_images(split, dataset.channels, dataset.size, limit)
@@ -114,15 +153,74 @@ def export_idx(
         array = images.permute(0, 2, 3, 1).numpy() if colour else images[:, 0].numpy()
         image_name, label_name = output_names(name, colour, compress)
         for file_name, data in ((image_name, array), (label_name, labels.numpy().astype(np.uint8))):
-            path = write_idx(out_dir / file_name, data, compress)
-            record = {"path": str(path), "split": name, "shape": list(data.shape), "dtype": "uint8", "bytes": path.stat().st_size}
-            written.append(record)
-            if on_file:
-                on_file(record)
-        # Old files of another variant (gz or not, grey or colour) would make the folder ambiguous.
-        for stale in set(_all_variants(name)) - {image_name, label_name}:
-            (out_dir / stale).unlink(missing_ok=True)
-    classes_path = out_dir / CLASSES_FILE
+            path = write_idx(folder / file_name, data, compress)
+            written.append({"name": file_name, "split": name, "shape": list(data.shape), "dtype": "uint8",
+                            "bytes": path.stat().st_size})
+    classes_path = folder / CLASSES_FILE
     atomic_write_text(classes_path, "".join(f"{c}\n" for c in dataset.classes))
-    written.append({"path": str(classes_path), "split": None, "shape": [len(dataset.classes)], "dtype": "text", "bytes": classes_path.stat().st_size})
+    written.append({"name": CLASSES_FILE, "split": None, "shape": [len(dataset.classes)], "dtype": "text",
+                    "bytes": classes_path.stat().st_size})
     return written
+
+
+def _export_names() -> set[str]:
+    return {name for split in PREFIXES for name in _all_variants(split)} | {CLASSES_FILE}
+
+
+def _is_our_temporary(name: str) -> bool:
+    return name.startswith(".") and (name.endswith(".tmp") or STAGING_MARK in name)
+
+
+def _holds_only_an_export(folder: Path) -> bool:
+    """True for a folder cnnkit's export-idx made: its files and temporaries, nothing of the user's."""
+    names = [entry.name for entry in os.scandir(folder)]
+    return bool(names) and all(name in _export_names() or _is_our_temporary(name) for name in names)
+
+
+def _stale_names(written: list[dict], splits: list[str], force: bool) -> set[str]:
+    """Export files to remove beside the new ones: every older one with --force, else other variants of these splits."""
+    old = _export_names() if force else {name for split in splits for name in _all_variants(split)}
+    return old - {record["name"] for record in written}
+
+
+def _make_staging(parent: Path, name: str) -> Path:
+
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=STAGING_MARK, dir=parent))
+    os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes it 0700; it becomes the user's folder
+    return staging
+
+
+def _swap_folder(staging: Path, out_dir: Path) -> None:
+    """Rename the old export aside, the new one into place, then delete the old one."""
+    if not out_dir.exists():
+        os.rename(staging, out_dir)
+        fsync_dir(out_dir.parent)
+        return
+    aside = out_dir.with_name(f".{out_dir.name}.{secrets.token_hex(4)}.old{STAGING_MARK}")
+    os.rename(out_dir, aside)
+    try:
+        os.rename(staging, out_dir)
+    except BaseException:
+        os.rename(aside, out_dir)  # put the old export back
+        raise
+    fsync_dir(out_dir.parent)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _move_files(staging: Path, out_dir: Path, stale: set[str]) -> None:
+    """Into a folder that also holds other files: each finished file replaces its old one, then stale ones go."""
+    for entry in sorted(os.listdir(staging)):
+        os.replace(staging / entry, out_dir / entry)
+    for name in stale:
+        (out_dir / name).unlink(missing_ok=True)
+    os.rmdir(staging)
+    fsync_dir(out_dir)
+
+
+def _named_for_user(exc: OSError, staging: Path, out_dir: Path) -> OSError:
+    """An error in the temporary folder names the file the user asked for."""
+    if exc.filename and Path(os.fsdecode(exc.filename)).is_relative_to(staging):
+        return OSError(exc.errno, exc.strerror, str(out_dir / Path(os.fsdecode(exc.filename)).relative_to(staging)))
+    return exc
+

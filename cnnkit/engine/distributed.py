@@ -94,3 +94,27 @@ def gather(obj) -> list | None:
 def shutdown() -> None:
     if active():
         dist.destroy_process_group()
+
+
+def on_rank_zero(action):
+    """Run `action()` on rank 0 alone and return its result on every rank.
+
+    A CnnkitError on rank 0 (a run directory in use, say) is raised on every rank, so the others do not
+    wait in a collective for a peer that has stopped.
+    """
+    from cnnkit.errors import CnnkitError
+
+    if not active():
+        return action()
+    outcome = (None, None)
+    if dist.get_rank() == 0:
+        try:
+            outcome = (action(), None)
+        except CnnkitError as exc:
+            broadcast((None, (type(exc), exc.message, exc.hint)))
+            raise
+    result, failure = broadcast(outcome)
+    if failure is not None:
+        kind, message, hint = failure
+        raise kind(message, hint)
+    return result

@@ -26,7 +26,7 @@ from cnnkit.engine.features import (
     save_cached_features,
 )
 from cnnkit.engine.progress import Reporter
-from cnnkit.engine.rundir import new_run_dir
+from cnnkit.engine.rundir import new_run_dir, run_locks_released
 from cnnkit.engine.setup import (
     batches_for, data_section, eval_batch_size, prepare_data, training_splits, place_model, validate_config,
 )
@@ -250,8 +250,9 @@ def prepare_finetune(cfg: TrainConfig, reporter: Reporter, run_dir: Path | None 
 # ---- entry points -------------------------------------------------------------------
 def start_finetune(config: TrainConfig, reporter: Reporter | None = None) -> dict:
     reporter = reporter or Reporter()
-    setup = prepare_finetune(config, reporter)
-    summary = Trainer(setup, reporter).fit()
+    with run_locks_released():
+        setup = prepare_finetune(config, reporter)  # creates and locks the run directory
+        summary = Trainer(setup, reporter).fit()
     return {**summary, **finetune_summary(setup.extra_train)}
 
 

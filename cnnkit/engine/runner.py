@@ -9,16 +9,17 @@ from cnnkit.engine import distributed
 from cnnkit.engine.checkpoint import load_checkpoint
 from cnnkit.engine.config import TrainConfig
 from cnnkit.engine.progress import Reporter
-from cnnkit.engine.rundir import check_writable, remove_stale_temporaries
+from cnnkit.engine.rundir import check_writable, claim_for_resume, resumable_run_dir, run_locks_released
 from cnnkit.engine.setup import prepare_training
 from cnnkit.engine.trainer import Trainer
 
 
 def start_training(config: TrainConfig, reporter: Reporter | None = None) -> dict:
     reporter = reporter or Reporter()
-    setup = prepare_training(config, reporter)
     try:
-        return Trainer(setup, reporter).fit()
+        with run_locks_released():
+            setup = prepare_training(config, reporter)  # creates and locks the run directory
+            return Trainer(setup, reporter).fit()
     finally:
         distributed.shutdown()
 
@@ -34,8 +35,11 @@ def resume_training(target: str | Path, reporter: Reporter | None = None, *, epo
     checkpoint = load_checkpoint(target, prefer="last")
     run_dir = Path(checkpoint["path"]).parent
     check_writable(run_dir)
-    if distributed.world().main:  # rank 0 alone writes in the run directory
-        remove_stale_temporaries(run_dir)
+    with run_locks_released():
+        return _continue(checkpoint, run_dir, reporter, epochs, device, workers, auto_batch)
+
+
+def _continue(checkpoint: dict, run_dir: Path, reporter: Reporter, epochs, device, workers, auto_batch) -> dict:
     config = TrainConfig.from_dict(checkpoint["train"]["config"])
     if epochs is not None:
         config.epochs = epochs
@@ -53,7 +57,9 @@ def resume_training(target: str | Path, reporter: Reporter | None = None, *, epo
     check_same_files(checkpoint["data"], setup.data_section.get("fingerprint"), setup.data_section["spec"], "--resume",
                      "start a new run on the changed folder, or put the files back as they were")
     trainer = Trainer(setup, reporter)
-    trainer.resume_from(checkpoint)
+    trainer.resume_from(checkpoint)  # the checkpoint is now known to be whole and to fit: say what else is wrong
+    # Rank 0 alone writes in the run directory, so it alone holds the lock; the others learn if it failed.
+    distributed.on_rank_zero(lambda: claim_for_resume(resumable_run_dir(checkpoint["path"])))
     done = trainer.state.epoch
     if done < trainer.total_epochs:
         reporter.note(f"resuming {run_dir} at epoch {done + 1}, batch {trainer.state.step_in_epoch + 1}")

@@ -20,7 +20,7 @@ from cnnkit.engine.device import cpu_threads_for, forward_macs, resolve_device, 
 from cnnkit.engine.distributed import World
 from cnnkit.engine.optim import OPTIMIZERS, SCHEDULES
 from cnnkit.engine.progress import Reporter, task_progress
-from cnnkit.engine.rundir import new_run_dir
+from cnnkit.engine.rundir import check_run_name, new_run_dir
 from cnnkit.engine.state import seed_everything
 from cnnkit.engine.trainer import Phase, TrainSetup
 from cnnkit.errors import DataError, UsageError
@@ -51,6 +51,7 @@ def validate_config(cfg: TrainConfig) -> None:
         if not ok:
             raise UsageError(message)
     parse_augment(cfg.augment)
+    check_run_name(cfg.name)
 
 
 def eval_batch_size(batch_size: int) -> int:
@@ -110,10 +111,9 @@ def join_world(cfg: TrainConfig, reporter: Reporter) -> tuple[torch.device, Worl
     return device, place
 
 
-def shared_run_dir(cfg: TrainConfig, model_name: str, dataset_name: str, place: World) -> Path:
-    """Rank 0 creates the run directory; every rank learns its path."""
-    run_dir = new_run_dir(cfg.out, model_name, dataset_name, cfg.name) if place.main else None
-    return Path(distributed.broadcast(str(run_dir) if run_dir else None))
+def shared_run_dir(cfg: TrainConfig, model_name: str, dataset_name: str) -> Path:
+    """Rank 0 creates (and locks) the run directory; every rank learns its path, or that it failed."""
+    return Path(distributed.on_rank_zero(lambda: str(new_run_dir(cfg.out, model_name, dataset_name, cfg.name))))
 
 
 def normalisation(train_split, channels: int) -> tuple[list[float], list[float]]:
@@ -184,7 +184,7 @@ def prepare_training(cfg: TrainConfig, reporter: Reporter, run_dir: Path | None 
     mean, std = normalisation(train_split, dataset.channels)
     transform = BatchTransform(mean, std, in_channels, input_size, parse_augment(cfg.augment), device, channels_last)
     train_batches, val_batches = batches_for(cfg, dataset, train_split, val_split, device, place)
-    run_dir = run_dir or shared_run_dir(cfg, spec.name, dataset.name, place)
+    run_dir = run_dir or shared_run_dir(cfg, spec.name, dataset.name)
     return TrainSetup(
         config=cfg,
         model=model,
