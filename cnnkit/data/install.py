@@ -32,7 +32,7 @@ from cnnkit.data.download import (CHUNK, RetryPolicy, checksum_matches, fetch, f
 from cnnkit.data.sources import RemoteFile, Source
 from cnnkit.data.transfer_progress import TransferProgress, human_bytes
 from cnnkit.errors import DataError, DownloadError
-from cnnkit.fileio import atomic_path, atomic_write_text
+from cnnkit.fileio import atomic_file, atomic_write_text
 
 QUARANTINE_DIR = "cats-dogs-quarantine"
 CATS_DOGS_RECORD = "cats-dogs.json"
@@ -264,7 +264,7 @@ def _install_idx(source: Source, options: InstallOptions, imports: dict[str, Pat
         plain = folder / _gunzipped(remote.name)
         if action != "already present" or not plain.is_file():
             try:
-                with gzip.open(path, "rb") as packed, atomic_path(plain) as tmp, open(tmp, "wb") as out:
+                with gzip.open(path, "rb") as packed, atomic_file(plain) as out:
                     shutil.copyfileobj(packed, out, 1 << 20)
             except (OSError, EOFError) as exc:
                 raise DownloadError(f"cannot decompress {path}: {exc}", "the file is damaged; run again with --force") from None
