@@ -12,6 +12,7 @@ last.pt, best.pt and metrics.csv stay as the last finite epoch left them.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from cnnkit.engine.progress import Reporter
 from cnnkit.engine.rundir import write_config, write_metrics
 from cnnkit.engine.state import capture_rng, restore_rng
 from cnnkit.engine.step import TrainStep
-from cnnkit.errors import CnnkitError
+from cnnkit.errors import CheckpointError, CnnkitError
 
 
 class TrainingDiverged(CnnkitError):
@@ -85,6 +86,19 @@ class LoopState:
     def from_checkpoint(cls, train: dict) -> "LoopState":
         return cls(train["epoch"], train["step_in_epoch"], train["global_step"], train["best_val_acc"],
                    list(train["history"]), list(train.get("val_history", [])), dict(train["partial"]))
+
+
+@contextlib.contextmanager
+def saved_state(checkpoint: dict, what: str):
+    """torch's own loaders check the optimizer and RNG states in depth; what they refuse is a bad checkpoint."""
+    try:
+        yield
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError, AttributeError) as exc:
+        raise CheckpointError(
+            f"the {what} state in {checkpoint.get('path', 'the checkpoint')} cannot be restored "
+            f"({type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc).strip() else 'malformed'})",
+            "the file was not written by cnnkit, or was edited since; use a checkpoint its run wrote",
+        ) from None
 
 
 def phase_at(phases: list[Phase], epoch: int) -> tuple[int, int]:
@@ -144,18 +158,20 @@ class Trainer:
             self.state.partial = {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": self.state.partial["seconds"]}
         index, _ = phase_at(self.s.phases, self.state.epoch)
         self._enter_phase(index)
-        # Optimizer state carries over only inside the phase it belongs to.
-        if train.get("phase", 0) == index and train.get("optimizer"):
-            self.optimizer.load_state_dict(train["optimizer"])
-            self.scheduler.load_state_dict(train["scheduler"])
+        with saved_state(checkpoint, "optimizer and scheduler"):
+            # Optimizer state carries over only inside the phase it belongs to.
+            if train.get("phase", 0) == index and train.get("optimizer"):
+                self.optimizer.load_state_dict(train["optimizer"])
+                self.scheduler.load_state_dict(train["scheduler"] or {})
         per_rank = train.get("rng_ranks")
-        if per_rank and len(per_rank) == self.world.size:
-            restore_rng(per_rank[self.world.rank], self.augment_generator)
-        else:
-            if self.world.enabled or per_rank:
-                self.reporter.warn(f"resuming with {self.world.size} process(es), saved with {len(per_rank or [0])}: "
-                                   "the run continues, but not bit-for-bit as an uninterrupted one")
-            restore_rng(train["rng"], self.augment_generator)
+        with saved_state(checkpoint, "random-number"):
+            if per_rank and len(per_rank) == self.world.size:
+                restore_rng(per_rank[self.world.rank], self.augment_generator)
+            else:
+                if self.world.enabled or per_rank:
+                    self.reporter.warn(f"resuming with {self.world.size} process(es), saved with {len(per_rank or [0])}: "
+                                       "the run continues, but not bit-for-bit as an uninterrupted one")
+                restore_rng(train["rng"], self.augment_generator)
 
     # ---- checkpoints -----------------------------------------------------------------
     def _checkpoint(self, rng: list) -> dict:
