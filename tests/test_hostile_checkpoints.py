@@ -120,7 +120,7 @@ def test_debug_env_shows_the_traceback(cli, bad_checkpoints, monkeypatch):
     from cnnkit.errors import CheckpointError
 
     code, _, err = cli("evaluate", bad_checkpoints["truncated"])
-    assert code == 1 and err.startswith("error:")  # without it: one line
+    assert_clean_failure(code, err)  # without it: one line
     monkeypatch.setenv("CNNKIT_DEBUG", "1")
     result = CliRunner().invoke(app, ["evaluate", str(bad_checkpoints["truncated"])])
     assert isinstance(result.exception, CheckpointError) and result.exit_code != 0
