@@ -102,3 +102,25 @@ def test_print_json_writes_null_for_every_non_finite_float(capsys):
 
     print_json({"loss": math.nan, "rows": [{"a": math.inf}, (-math.inf, 1.5)], "n": 3, "name": "NaN"})
     assert strict_json(capsys.readouterr().out) == {"loss": None, "rows": [{"a": None}, [None, 1.5]], "n": 3, "name": "NaN"}
+
+
+def test_a_live_log_line_stops_a_diverging_epoch_at_once(tmp_path):
+    """On a terminal the progress line reads the running loss (twice a second); a NaN there stops the
+    epoch at that batch instead of training the rest of it on NaN. A reporter that refreshes every
+    batch stands in for the terminal."""
+    from cnnkit.engine.config import TrainConfig
+    from cnnkit.engine.progress import Reporter
+    from cnnkit.engine.runner import start_training
+    from cnnkit.engine.trainer import TrainingDiverged
+
+    class EveryBatch(Reporter):
+        def advance(self, stats_fn=None) -> None:
+            if stats_fn is not None:
+                stats_fn()
+
+    config = TrainConfig(model="oneconv", dataset="mnist-sample", epochs=1, limit=640, batch_size=32, lr=1e30,
+                         schedule="none", out=str(tmp_path), name="run", device="cpu")
+    with pytest.raises(TrainingDiverged, match=r"epoch 1 \(after batch [0-9]+ of 20\)") as caught:
+        start_training(config, EveryBatch(quiet=True))
+    assert int(caught.value.message.split("after batch ")[1].split()[0]) < 20
+    assert not (tmp_path / "run" / "last.pt").exists()
