@@ -199,7 +199,13 @@ SCHEMA_DEFECTS = {
     "config-epochs-a-string": (_set("train.config.epochs", "abc"), "train.config.epochs"),
     "config-lr-nan": (_set("train.config.lr", float("nan")), "train.config.lr"),
     "epoch-negative": (_set("train.epoch", -1), "train.epoch"),
+}
+# The loop state only a resume reads: evaluate, predict and summary need just the train section's epoch.
+RESUME_DEFECTS = {
     "no-partial": (_delete("train.partial"), "train.partial"),
+    "no-config": (_delete("train.config"), "train.config"),
+    "history-too-short": (_set("train.history", []), "train.history"),
+    "no-rng": (_delete("train.rng"), "train.rng"),
 }
 # Every command that reads a checkpoint (finetune --resume reads it the same way as train --resume).
 SCHEMA_COMMANDS = ["evaluate", "predict", "summary", "visualize-filter", "train --resume"]
@@ -211,7 +217,7 @@ def crafted_checkpoints(trained, tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("crafted-checkpoints")
     crafted = {}
-    for defect, (mutate, _) in SCHEMA_DEFECTS.items():
+    for defect, (mutate, _) in {**SCHEMA_DEFECTS, **RESUME_DEFECTS}.items():
         checkpoint = torch.load(trained / "best.pt", weights_only=True)
         mutate(checkpoint)
         crafted[defect] = root / f"{defect}.pt"
@@ -219,15 +225,16 @@ def crafted_checkpoints(trained, tmp_path_factory) -> dict[str, Path]:
     return crafted
 
 
-@pytest.mark.parametrize("command", SCHEMA_COMMANDS)
-@pytest.mark.parametrize("defect", list(SCHEMA_DEFECTS))
+@pytest.mark.parametrize("command, defect", [(c, d) for d in SCHEMA_DEFECTS for c in SCHEMA_COMMANDS] +
+                         [(c, d) for d in RESUME_DEFECTS for c in ("train --resume", "finetune --resume")])
 def test_a_crafted_checkpoint_is_refused_naming_the_field(cli, command, defect, crafted_checkpoints, trained, image, tmp_path):
     bad = crafted_checkpoints[defect]
     before = {**digests(bad), **digests(trained)}
     args = [{"CKPT": str(bad), "IMAGE": str(image)}.get(a, a) for a in COMMANDS[command]]
     code, out, err = cli(*args)
     lines = assert_clean_failure(code, err)
-    assert f"'{SCHEMA_DEFECTS[defect][1]}'" in lines[0], err
+    field = {**SCHEMA_DEFECTS, **RESUME_DEFECTS}[defect][1]
+    assert f"'{field}'" in lines[0], err
     assert len(lines) == 2 and lines[1].startswith("hint:"), err
     assert out == "", "a failure printed a result on stdout"
     assert {**digests(bad), **digests(trained)} == before

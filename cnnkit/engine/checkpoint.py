@@ -97,8 +97,12 @@ def safe_torch_load(path: Path):
         ) from None
 
 
-def load_checkpoint(path: str | Path, prefer: str = "best") -> dict:
-    """Load and validate a cnnkit checkpoint; never unpickle code."""
+def load_checkpoint(path: str | Path, prefer: str = "best", resume: bool | None = None) -> dict:
+    """Load and validate a cnnkit checkpoint; never unpickle code.
+
+    `resume` also requires the loop state a run continues from; by default it is what prefer="last"
+    (the resume path's choice) asks for.
+    """
     path = resolve_checkpoint_path(path, prefer)
     checkpoint = safe_torch_load(path)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
@@ -115,7 +119,7 @@ def load_checkpoint(path: str | Path, prefer: str = "best") -> dict:
             f"{path} has checkpoint format version {checkpoint['version']}; this cnnkit reads up to {VERSION}",
             "upgrade cnnkit",
         )
-    validate_checkpoint(checkpoint, path)  # every consumer loads through here: nothing is built from a bad field
+    validate_checkpoint(checkpoint, path, resume=prefer == "last" if resume is None else resume)  # every consumer loads through here: nothing is built from a bad field
     checkpoint["path"] = str(path)
     return checkpoint
 

@@ -31,10 +31,14 @@ class SchemaError(Exception):
         self.field, self.problem = field, problem
 
 
-def validate_checkpoint(checkpoint: dict, path) -> None:
-    """Raise a CheckpointError naming the first field that is missing, of the wrong type or out of bounds."""
+def validate_checkpoint(checkpoint: dict, path, resume: bool = False) -> None:
+    """Raise a CheckpointError naming the first field that is missing, of the wrong type or out of bounds.
+
+    The train section's loop state (config, history, partial sums) is checked wherever it is present, and
+    required only to `resume`: evaluate, predict and summary read just its epoch.
+    """
     try:
-        _check(checkpoint)
+        _check(checkpoint, resume)
     except SchemaError as exc:
         raise CheckpointError(
             f"{path} has a bad field '{exc.field}': {exc.problem}",
@@ -45,7 +49,7 @@ def validate_checkpoint(checkpoint: dict, path) -> None:
 # ---- the schema ----------------------------------------------------------------------------
 
 
-def _check(checkpoint: dict) -> None:
+def _check(checkpoint: dict, resume: bool) -> None:
     from cnnkit.engine.checkpoint import VERSION
 
     version = _get(checkpoint, "version", "version")
@@ -55,7 +59,7 @@ def _check(checkpoint: dict) -> None:
     train = _section(checkpoint, "train")
     spec, kwargs = _check_model(model)
     _check_data(data, kwargs, spec)
-    _check_train(train)
+    _check_train(train, resume)
 
 
 def _check_model(model: dict):
@@ -128,37 +132,47 @@ def _check_data(data: dict, kwargs: dict, spec) -> None:
             _integer(data[key], f"data.{key}", low, high)
 
 
-def _check_train(train: dict) -> None:
+def _check_train(train: dict, resume: bool) -> None:
     from cnnkit.engine.config import TrainConfig
 
-    config = _get(train, "config", "train.config")
-    if not isinstance(config, dict):
-        raise SchemaError("train.config", f"is {_kind(config)}, not a dict")
-    hints = typing.get_type_hints(TrainConfig)
-    for f in fields(TrainConfig):
-        if f.name in config and not _matches(config[f.name], hints[f.name]):
-            raise SchemaError(f"train.config.{f.name}", f"is {_kind(config[f.name])}, not {_type_name(hints[f.name])}")
     epoch = _integer(_get(train, "epoch", "train.epoch"), "train.epoch", 0, 1 << 31)
+
+    def checked(key: str) -> bool:  # loop state: required to resume, else checked when it is there
+        return resume or key in train
+
+    if checked("config"):
+        config = _get(train, "config", "train.config")
+        if not isinstance(config, dict):
+            raise SchemaError("train.config", f"is {_kind(config)}, not a dict")
+        hints = typing.get_type_hints(TrainConfig)
+        for f in fields(TrainConfig):
+            if f.name in config and not _matches(config[f.name], hints[f.name]):
+                raise SchemaError(f"train.config.{f.name}", f"is {_kind(config[f.name])}, not {_type_name(hints[f.name])}")
     for key in ("step_in_epoch", "global_step"):
-        _integer(_get(train, key, f"train.{key}"), f"train.{key}", 0, 1 << 62)
-    if not _is_number(_get(train, "best_val_acc", "train.best_val_acc")):
+        if checked(key):
+            _integer(_get(train, key, f"train.{key}"), f"train.{key}", 0, 1 << 62)
+    if checked("best_val_acc") and not _is_number(_get(train, "best_val_acc", "train.best_val_acc")):
         raise SchemaError("train.best_val_acc", f"is {_kind(train['best_val_acc'])}, not a number")
-    history = _get(train, "history", "train.history")
-    if not isinstance(history, list) or len(history) != epoch:
-        raise SchemaError("train.history", f"must list one row per finished epoch ({epoch})")
-    for row in history:
-        if not isinstance(row, dict) or not all(_is_number(row.get(k)) and row[k] >= 0 for k in ("seconds", "images_per_s")):
-            raise SchemaError("train.history", "holds a row without its seconds and images_per_s")
+    if checked("history"):
+        history = _get(train, "history", "train.history")
+        if not isinstance(history, list) or len(history) != epoch:
+            raise SchemaError("train.history", f"must list one row per finished epoch ({epoch})")
+        for row in history:
+            if not isinstance(row, dict) or not all(_is_number(row.get(k)) and row[k] >= 0 for k in ("seconds", "images_per_s")):
+                raise SchemaError("train.history", "holds a row without its seconds and images_per_s")
     if not isinstance(train.get("val_history", []), list):
         raise SchemaError("train.val_history", "is not a list")
-    partial = _get(train, "partial", "train.partial")
-    if not isinstance(partial, dict):
-        raise SchemaError("train.partial", f"is {_kind(partial)}, not a dict")
-    for key in ("loss_sum", "seconds"):
-        if not _is_number(_get(partial, key, f"train.partial.{key}")):
-            raise SchemaError(f"train.partial.{key}", "is not a number")
-    for key in ("correct", "seen"):
-        _integer(_get(partial, key, f"train.partial.{key}"), f"train.partial.{key}", 0, 1 << 62)
+    if checked("partial"):
+        partial = _get(train, "partial", "train.partial")
+        if not isinstance(partial, dict):
+            raise SchemaError("train.partial", f"is {_kind(partial)}, not a dict")
+        for key in ("loss_sum", "seconds"):
+            if not _is_number(_get(partial, key, f"train.partial.{key}")):
+                raise SchemaError(f"train.partial.{key}", "is not a number")
+        for key in ("correct", "seen"):
+            _integer(_get(partial, key, f"train.partial.{key}"), f"train.partial.{key}", 0, 1 << 62)
+    if resume and not isinstance(train.get("rng"), dict):
+        raise SchemaError("train.rng", "is missing" if "rng" not in train else f"is {_kind(train['rng'])}, not a dict")
     if "phase" in train:
         _integer(train["phase"], "train.phase", -1, 16)
     for key in ("optimizer", "scheduler", "rng"):
