@@ -120,7 +120,7 @@ def test_debug_env_shows_the_traceback(cli, bad_checkpoints, monkeypatch):
     from cnnkit.errors import CheckpointError
 
     code, _, err = cli("evaluate", bad_checkpoints["truncated"])
-    assert code == 1 and err.startswith("error:")  # without it: one line
+    assert_clean_failure(code, err)  # without it: one line
     monkeypatch.setenv("CNNKIT_DEBUG", "1")
     result = CliRunner().invoke(app, ["evaluate", str(bad_checkpoints["truncated"])])
     assert isinstance(result.exception, CheckpointError) and result.exit_code != 0
@@ -136,3 +136,122 @@ def test_a_copy_of_a_good_checkpoint_still_works_everywhere(cli, trained, tmp_pa
                  ["visualize-filter", "--checkpoint", good, "--image", image, "--out", tmp_path / "f.png"]):
         code, _, err = cli(*args)
         assert code == 0, (args, err)
+
+
+# ---- crafted checkpoints: a real torch.save of a cnnkit checkpoint with one field wrong (issue 13) -----------
+# weights_only=True loads any dict of plain values; each of these used to reach a builder, an allocation or a
+# lookup and fail as "unexpected ... bug" (or, for the NaN weights and the missing train section, run on).
+# Each mutation takes the loaded checkpoint and changes it in place; the value is the field the error must name.
+
+
+def _set(path: str, value):
+    def mutate(checkpoint: dict) -> None:
+        *parents, last = path.split(".")
+        section = checkpoint
+        for key in parents:
+            section = section[key]
+        section[last] = value
+    return mutate
+
+
+def _delete(path: str):
+    def mutate(checkpoint: dict) -> None:
+        *parents, last = path.split(".")
+        section = checkpoint
+        for key in parents:
+            section = section[key]
+        del section[last]
+    return mutate
+
+
+def _nan_weight(checkpoint: dict) -> None:
+    state = checkpoint["model"]["state_dict"]
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name] = state[name].clone()
+    state[name].view(-1)[0] = float("nan")
+
+
+def _huge_input(checkpoint: dict) -> None:
+    checkpoint["model"]["kwargs"]["image_size"] = 100_000
+    checkpoint["data"]["input_size"] = [1, 100_000, 100_000]
+
+
+SCHEMA_DEFECTS = {
+    "classes-an-int": (_set("data.classes", 10), "data.classes"),
+    "classes-short": (lambda c: _set("data.classes", c["data"]["classes"][:4])(c), "data.classes"),
+    "classes-not-names": (_set("data.classes", list(range(10))), "data.classes"),
+    "version-abc": (_set("version", "abc"), "version"),
+    "version-zero": (_set("version", 0), "version"),
+    "no-kwargs": (_delete("model.kwargs"), "model.kwargs"),
+    "kwargs-unknown-key": (_set("model.kwargs.pretrained", True), "model.kwargs"),
+    "name-an-int": (_set("model.name", 7), "model.name"),
+    "mean-a-string": (_set("data.mean", "0.5"), "data.mean"),
+    "std-zero": (_set("data.std", [0.0]), "data.std"),
+    "num-classes-negative": (_set("model.kwargs.num_classes", -5), "model.kwargs.num_classes"),
+    "num-classes-20M": (_set("model.kwargs.num_classes", 20_000_000), "model.kwargs.num_classes"),
+    "in-channels-zero": (_set("model.kwargs.in_channels", 0), "model.kwargs.in_channels"),
+    "state_dict-a-list": (lambda c: _set("model.state_dict", list(c["model"]["state_dict"].values()))(c), "model.state_dict"),
+    "nan-weights": (_nan_weight, "model.state_dict.0.weight"),  # oneconv's first layer
+    "no-train-section": (_delete("train"), "train"),
+    "image-size-huge": (_huge_input, "model.kwargs.image_size"),
+    "data-size-huge": (_set("data.size", [100_000, 100_000]), "data.size"),
+    "input-size-inconsistent": (_set("data.input_size", [3, 28, 28]), "data.input_size"),
+    "config-epochs-a-string": (_set("train.config.epochs", "abc"), "train.config.epochs"),
+    "config-lr-nan": (_set("train.config.lr", float("nan")), "train.config.lr"),
+    "epoch-negative": (_set("train.epoch", -1), "train.epoch"),
+}
+# The loop state only a resume reads: evaluate, predict and summary need just the train section's epoch.
+RESUME_DEFECTS = {
+    "no-partial": (_delete("train.partial"), "train.partial"),
+    "no-config": (_delete("train.config"), "train.config"),
+    "history-too-short": (_set("train.history", []), "train.history"),
+    "no-rng": (_delete("train.rng"), "train.rng"),
+}
+# Every command that reads a checkpoint (finetune --resume reads it the same way as train --resume).
+SCHEMA_COMMANDS = ["evaluate", "predict", "summary", "visualize-filter", "train --resume"]
+
+
+@pytest.fixture(scope="module")
+def crafted_checkpoints(trained, tmp_path_factory) -> dict[str, Path]:
+    import torch
+
+    root = tmp_path_factory.mktemp("crafted-checkpoints")
+    crafted = {}
+    for defect, (mutate, _) in {**SCHEMA_DEFECTS, **RESUME_DEFECTS}.items():
+        checkpoint = torch.load(trained / "best.pt", weights_only=True)
+        mutate(checkpoint)
+        crafted[defect] = root / f"{defect}.pt"
+        torch.save(checkpoint, crafted[defect])
+    return crafted
+
+
+@pytest.mark.parametrize("command, defect", [(c, d) for d in SCHEMA_DEFECTS for c in SCHEMA_COMMANDS] +
+                         [(c, d) for d in RESUME_DEFECTS for c in ("train --resume", "finetune --resume")])
+def test_a_crafted_checkpoint_is_refused_naming_the_field(cli, command, defect, crafted_checkpoints, trained, image, tmp_path):
+    bad = crafted_checkpoints[defect]
+    before = {**digests(bad), **digests(trained)}
+    args = [{"CKPT": str(bad), "IMAGE": str(image)}.get(a, a) for a in COMMANDS[command]]
+    code, out, err = cli(*args)
+    lines = assert_clean_failure(code, err)
+    field = {**SCHEMA_DEFECTS, **RESUME_DEFECTS}[defect][1]
+    assert f"'{field}'" in lines[0], err
+    assert len(lines) == 2 and lines[1].startswith("hint:"), err
+    assert out == "", "a failure printed a result on stdout"
+    assert {**digests(bad), **digests(trained)} == before
+    assert not (tmp_path / "filters.png").exists()
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_resume_whose_optimizer_state_is_garbage_is_refused(cli, trained, tmp_path):
+    """Optimizer, scheduler and RNG states are torch's to check in depth: what their loaders refuse is a clean error."""
+    import torch
+
+    run = Path(shutil.copytree(trained, tmp_path / "run"))
+    checkpoint = torch.load(run / "last.pt", weights_only=True)
+    checkpoint["train"]["optimizer"] = {"state": {}, "param_groups": [{"params": "not a list"}]}
+    torch.save(checkpoint, run / "last.pt")
+    before = digests(run / "last.pt")
+    code, out, err = cli("train", "--resume", run, "--epochs", "2")
+    lines = assert_clean_failure(code, err, after_output=True)
+    assert "optimizer and scheduler state" in lines[0] and "cannot be restored" in lines[0], err
+    assert digests(run / "last.pt") == before

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import functools
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 DEBUG_ENV = "CNNKIT_DEBUG"
+INTERRUPTED_CODES = (130, 143)  # 128 + SIGINT, 128 + SIGTERM: a stop the user asked for, not an error
 
 
 def _stderr_console():
@@ -34,7 +36,7 @@ def fail(message: str, hint: str | None = None, code: int = 1) -> typer.Exit:
     from rich.text import Text
 
     err = _stderr_console()
-    label = ("interrupted:", "yellow") if code == 130 else ("error:", "bold red")
+    label = ("interrupted:", "yellow") if code in INTERRUPTED_CODES else ("error:", "bold red")
     err.print(Text.assemble(label, " ", _one_line(message)))
     if hint:
         err.print(Text.assemble(("hint:", "yellow"), " ", _one_line(hint)))
@@ -146,9 +148,9 @@ def handle_errors(func: Callable) -> Callable:
             if os.environ.get(DEBUG_ENV):
                 raise
             raise fail(exc.message, exc.hint, exc.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # a second Ctrl-C or SIGTERM carries its signal's exit code
             _stderr_console().print("interrupted", markup=False)
-            raise typer.Exit(130) from None
+            raise typer.Exit(getattr(exc, "exit_code", 130)) from None
         except OSError as exc:
             if os.environ.get(DEBUG_ENV):
                 raise
@@ -167,9 +169,20 @@ def handle_errors(func: Callable) -> Callable:
 
 
 def print_json(document: Any) -> None:
-    """Write one JSON document to stdout."""
-    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+    """Write one JSON document to stdout: strict JSON, so NaN and infinities (a diverged loss) are null."""
+    sys.stdout.write(json.dumps(finite_or_null(document), indent=2, default=str, allow_nan=False) + "\n")
     sys.stdout.flush()
+
+
+def finite_or_null(value: Any) -> Any:
+    """`value` with every float that is NaN or infinite replaced by None, in nested dicts, lists and tuples."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    return value
 
 
 def stdout_console():

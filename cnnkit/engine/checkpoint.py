@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from cnnkit.engine.checkpoint_schema import validate_checkpoint
 from cnnkit.errors import CheckpointError
 from cnnkit.fileio import atomic_torch_save, corrupt_zip_member
 
@@ -96,8 +97,12 @@ def safe_torch_load(path: Path):
         ) from None
 
 
-def load_checkpoint(path: str | Path, prefer: str = "best") -> dict:
-    """Load and validate a cnnkit checkpoint; never unpickle code."""
+def load_checkpoint(path: str | Path, prefer: str = "best", resume: bool | None = None) -> dict:
+    """Load and validate a cnnkit checkpoint; never unpickle code.
+
+    `resume` also requires the loop state a run continues from; by default it is what prefer="last"
+    (the resume path's choice) asks for.
+    """
     path = resolve_checkpoint_path(path, prefer)
     checkpoint = safe_torch_load(path)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
@@ -108,14 +113,13 @@ def load_checkpoint(path: str | Path, prefer: str = "best") -> dict:
             else "pass a checkpoint written by `cnnkit train` or `cnnkit finetune`"
         )
         raise CheckpointError(f"{path} is not a cnnkit checkpoint", hint)
-    if int(checkpoint.get("version", 0)) > VERSION:
+    version = checkpoint.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format version {checkpoint['version']}; this cnnkit reads up to {VERSION}",
             "upgrade cnnkit",
         )
-    for section in ("model", "data"):
-        if not isinstance(checkpoint.get(section), dict):
-            raise CheckpointError(f"{path} is missing its '{section}' section")
+    validate_checkpoint(checkpoint, path, resume=prefer == "last" if resume is None else resume)  # every consumer loads through here: nothing is built from a bad field
     checkpoint["path"] = str(path)
     return checkpoint
 
@@ -152,7 +156,14 @@ def load_model_weights(model, checkpoint: dict) -> None:
 def model_from_checkpoint(checkpoint: dict):
     """The trained model, in eval mode, on the CPU."""
     section = checkpoint["model"]
-    model = build_model(section["name"], section["kwargs"])
+    try:
+        model = build_model(section["name"], section["kwargs"])
+    except (ValueError, RuntimeError, TypeError) as exc:  # sizes within bounds that this architecture still cannot take
+        raise CheckpointError(
+            f"model '{section['name']}' cannot be built as {checkpoint.get('path', 'the checkpoint')} describes it "
+            f"({section['kwargs']}): {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
+            "the file was not written by cnnkit, or was edited since; use a checkpoint its run wrote",
+        ) from None
     load_model_weights(model, checkpoint)
     return model.eval()
 

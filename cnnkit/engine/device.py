@@ -18,7 +18,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     name = (name or "auto").strip().lower()
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) if "LOCAL_RANK" in os.environ else torch.cuda.current_device())
+            return torch.device("cuda", _local_rank() if "LOCAL_RANK" in os.environ else torch.cuda.current_device())
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return _cpu()
@@ -27,7 +27,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UsageError(f"--device {name}: CUDA is not available on this machine", "use --device cpu (or auto)")
-        index = int(name.split(":", 1)[1]) if ":" in name else int(os.environ.get("LOCAL_RANK", 0))
+        index = _cuda_index(name) if ":" in name else _local_rank()
         if index >= torch.cuda.device_count():
             raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
         return torch.device("cuda", index)
@@ -36,6 +36,20 @@ def resolve_device(name: str = "auto") -> torch.device:
             raise UsageError("--device mps: Apple's MPS backend is not available here", "use --device cpu (or auto)")
         return torch.device("mps")
     raise UsageError(f"unknown device '{name}'", "use auto, cpu, cuda, cuda:N or mps")
+
+
+def _local_rank() -> int:
+    """torchrun's LOCAL_RANK, checked with the rest of its variables (0 outside torchrun)."""
+    from cnnkit.engine.distributed import world
+
+    return world().local_rank
+
+
+def _cuda_index(name: str) -> int:
+    index = name.split(":", 1)[1].strip()
+    if not index.isdigit():
+        raise UsageError(f"unknown device '{name}'", "use auto, cpu, cuda, cuda:N or mps")
+    return int(index)
 
 
 def _cpu() -> torch.device:

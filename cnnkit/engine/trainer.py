@@ -4,10 +4,16 @@ It never reads a metric from the device inside the loop except for a log line:
 loss and accuracy accumulate as device tensors. After every epoch it writes
 last.pt (and best.pt), metrics.csv and curves.png, in that order, so a kill at
 any moment leaves a run that --resume can finish exactly.
+
+A loss that is no longer finite (too high a learning rate) stops the run where
+those reads already happen, before anything of the diverged epoch is saved:
+last.pt, best.pt and metrics.csv stay as the last finite epoch left them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +33,11 @@ from cnnkit.engine.progress import Reporter
 from cnnkit.engine.rundir import write_config, write_metrics
 from cnnkit.engine.state import capture_rng, restore_rng
 from cnnkit.engine.step import TrainStep
+from cnnkit.errors import CheckpointError, CnnkitError
+
+
+class TrainingDiverged(CnnkitError):
+    """The loss or the weights became NaN or infinite; nothing of the diverged epoch was saved."""
 
 
 @dataclass
@@ -75,6 +86,19 @@ class LoopState:
     def from_checkpoint(cls, train: dict) -> "LoopState":
         return cls(train["epoch"], train["step_in_epoch"], train["global_step"], train["best_val_acc"],
                    list(train["history"]), list(train.get("val_history", [])), dict(train["partial"]))
+
+
+@contextlib.contextmanager
+def saved_state(checkpoint: dict, what: str):
+    """torch's own loaders check the optimizer and RNG states in depth; what they refuse is a bad checkpoint."""
+    try:
+        yield
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError, AttributeError) as exc:
+        raise CheckpointError(
+            f"the {what} state in {checkpoint.get('path', 'the checkpoint')} cannot be restored "
+            f"({type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc).strip() else 'malformed'})",
+            "the file was not written by cnnkit, or was edited since; use a checkpoint its run wrote",
+        ) from None
 
 
 def phase_at(phases: list[Phase], epoch: int) -> tuple[int, int]:
@@ -134,18 +158,20 @@ class Trainer:
             self.state.partial = {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": self.state.partial["seconds"]}
         index, _ = phase_at(self.s.phases, self.state.epoch)
         self._enter_phase(index)
-        # Optimizer state carries over only inside the phase it belongs to.
-        if train.get("phase", 0) == index and train.get("optimizer"):
-            self.optimizer.load_state_dict(train["optimizer"])
-            self.scheduler.load_state_dict(train["scheduler"])
+        with saved_state(checkpoint, "optimizer and scheduler"):
+            # Optimizer state carries over only inside the phase it belongs to.
+            if train.get("phase", 0) == index and train.get("optimizer"):
+                self.optimizer.load_state_dict(train["optimizer"])
+                self.scheduler.load_state_dict(train["scheduler"] or {})
         per_rank = train.get("rng_ranks")
-        if per_rank and len(per_rank) == self.world.size:
-            restore_rng(per_rank[self.world.rank], self.augment_generator)
-        else:
-            if self.world.enabled or per_rank:
-                self.reporter.warn(f"resuming with {self.world.size} process(es), saved with {len(per_rank or [0])}: "
-                                   "the run continues, but not bit-for-bit as an uninterrupted one")
-            restore_rng(train["rng"], self.augment_generator)
+        with saved_state(checkpoint, "random-number"):
+            if per_rank and len(per_rank) == self.world.size:
+                restore_rng(per_rank[self.world.rank], self.augment_generator)
+            else:
+                if self.world.enabled or per_rank:
+                    self.reporter.warn(f"resuming with {self.world.size} process(es), saved with {len(per_rank or [0])}: "
+                                       "the run continues, but not bit-for-bit as an uninterrupted one")
+                restore_rng(train["rng"], self.augment_generator)
 
     # ---- checkpoints -----------------------------------------------------------------
     def _checkpoint(self, rng: list) -> dict:
@@ -209,7 +235,7 @@ class Trainer:
         if self.phase_index < 0:
             self._enter_phase(phase_at(s.phases, st.epoch)[0])
         warned = {path for path, _ in s.skipped}
-        with StopRequest(lambda: self.reporter.warn("stopping after this batch (Ctrl-C again to abort)")) as stop:
+        with StopRequest(lambda name: self.reporter.warn(f"{name}: stopping after this batch ({name} again to abort)")) as stop:
             for epoch in range(st.epoch, self.total_epochs):
                 index, _ = phase_at(s.phases, epoch)
                 if index != self.phase_index:
@@ -235,10 +261,14 @@ class Trainer:
         label = f"epoch {epoch + 1}/{self.total_epochs}" + (f" [{phase.name}]" if len(s.phases) > 1 else "")
         self.reporter.start(label, len(s.train_batches), completed=st.step_in_epoch)
 
+        live_loss = 0.0  # the loss the last log line read; checked after it for free (no extra device read)
+
         def live_stats() -> str:
+            nonlocal live_loss
             elapsed = seconds + time.perf_counter() - started
             n = max(1, seen)
-            return f"loss {float(loss_sum) / n:.4f} acc {int(correct) / n:.2%} {seen / max(elapsed, 1e-9):,.0f} img/s"
+            live_loss = float(loss_sum) / n
+            return f"loss {live_loss:.4f} acc {int(correct) / n:.2%} {seen / max(elapsed, 1e-9):,.0f} img/s"
 
         started = time.perf_counter()
         for images, labels in s.train_batches.epoch(epoch, st.step_in_epoch):
@@ -256,23 +286,29 @@ class Trainer:
             st.step_in_epoch += 1
             st.global_step += 1
             self.reporter.advance(live_stats)
+            # Under torchrun each rank's own sum differs: ranks must stop together, so they wait for the epoch's end.
+            if not math.isfinite(live_loss) and not self.world.enabled:
+                self._diverged(epoch, live_loss, f"after batch {st.step_in_epoch} of {len(s.train_batches)}")
             if cfg.val_every and st.global_step % cfg.val_every == 0:
                 self._validate_midway(epoch)
             if self._should_stop(stop):
                 seconds += time.perf_counter() - started
                 loss_sum, correct, seen = self._world_sums(loss_sum, correct, seen)
                 st.partial = {"loss_sum": float(loss_sum), "correct": int(correct), "seen": seen, "seconds": seconds}
+                self._check_finite(epoch, st.partial["loss_sum"] / max(1, seen), f"after batch {st.step_in_epoch}")
                 self._save()
                 self.reporter.finish(f"{label}: interrupted after batch {st.step_in_epoch}/{len(s.train_batches)}")
                 raise TrainingInterrupted(
                     f"saved {s.run_dir / 'last.pt'} after batch {st.step_in_epoch} of epoch {epoch + 1}",
                     f"resume with: cnnkit {'finetune' if cfg.mode != 'train' else 'train'} --resume {s.run_dir}",
+                    signum=stop.signum,
                 )
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds += time.perf_counter() - started
         loss_sum, correct, seen = self._world_sums(loss_sum, correct, seen)
         val = run_evaluation(self.model, s.val_batches, s.transform, s.num_classes, device=device, amp=s.amp, k=1)
+        self._check_finite(epoch, float(loss_sum) / max(1, seen), "at its end", val.loss)
         row = {
             "epoch": epoch + 1,
             "step": st.global_step,
@@ -303,6 +339,39 @@ class Trainer:
             f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%} | {row['images_per_s']:,.0f} img/s, {seconds:.1f}s"
         )
 
+    # ---- divergence ---------------------------------------------------------------------
+    def _check_finite(self, epoch: int, train_loss: float, where: str, val_loss: float = 0.0) -> None:
+        """Stop before saving anything if a loss or a trainable weight is NaN or infinite.
+
+        Called where the loop reads metrics anyway (epoch end, validation, Ctrl-C); the weights cost one
+        more read there. Every rank sees the same summed losses and the same weights, so all stop together.
+        """
+        for value in (train_loss, val_loss):
+            if not math.isfinite(value):
+                self._diverged(epoch, value, where)
+        if not self._weights_finite():
+            self._diverged(epoch, math.nan, where, what="the weights")
+
+    def _weights_finite(self) -> bool:
+        tensors = [p.detach() for p in self.model.parameters() if p.requires_grad]
+        tensors += [b for b in self.model.buffers() if b.is_floating_point()]  # BatchNorm statistics
+        if not tensors:
+            return True
+        return bool(torch.stack([t.isfinite().all() for t in tensors]).all())
+
+    def _diverged(self, epoch: int, value: float, where: str, what: str = "the loss") -> None:
+        lr = self.s.phases[self.phase_index].lr
+        option = "--unfreeze-lr" if self.s.phases[self.phase_index].name == "unfreeze" else "--lr"
+        kept = [name for name in ("last.pt", "best.pt") if (self.s.run_dir / name).is_file()]
+        saved = (f"{' and '.join(kept)} in {self.s.run_dir} hold the last epoch that was finite" if kept
+                 else "no checkpoint was saved")
+        self.reporter.finish(f"epoch {epoch + 1}/{self.total_epochs}: diverged {where}")
+        raise TrainingDiverged(
+            f"training diverged: {what} became {'NaN' if math.isnan(value) else value} in epoch {epoch + 1} ({where}); "
+            f"{saved}",
+            f"start a new run with a lower {option} (this one used {lr:g}; try {lr / 10:g})",
+        )
+
     STOP_CHECK_EVERY = 20  # under torchrun, ranks agree on Ctrl-C every this many batches
 
     def _should_stop(self, stop: StopRequest) -> bool:
@@ -326,6 +395,7 @@ class Trainer:
         self.model.train()
         if self.s.freeze is not None:
             self.s.freeze(self.model, self.s.phases[self.phase_index].frozen)
+        self._check_finite(epoch, 0.0, f"at step {self.state.global_step}", val.loss)
         self.state.val_history.append({"epoch": epoch + 1, "step": self.state.global_step, "val_loss": val.loss, "val_acc": val.accuracy})
         self.reporter.note(f"  step {self.state.global_step}: val loss {val.loss:.4f} acc {val.accuracy:.2%}")
 

@@ -1,0 +1,245 @@
+"""What a cnnkit checkpoint must hold, checked right after the safe load and before anything is built from it.
+
+weights_only=True keeps a crafted file from running code, but it still loads any dict of plain values:
+classes that are an int, 20,000,000 classes, a string for the mean, an image side of 100,000. Each
+would reach a builder or an allocation and fail there as a bug, or allocate gigabytes. One function
+checks every field the commands read, with bounds no real run comes near, and names the field.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import typing
+from dataclasses import fields
+
+import torch
+
+from cnnkit.errors import CheckpointError
+
+MAX_CLASSES = 100_000
+MAX_INPUT_SIDE = 4096  # what a model is fed
+MAX_DATA_SIDE = 8192  # what images are decoded to before the model's resize
+MAX_CHANNELS = 4
+ARCHS = ("cnnkit", "torchvision")
+MODEL_KWARGS = {"in_channels", "num_classes", "image_size", "arch"}
+
+
+class SchemaError(Exception):
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field} {problem}")
+        self.field, self.problem = field, problem
+
+
+def validate_checkpoint(checkpoint: dict, path, resume: bool = False) -> None:
+    """Raise a CheckpointError naming the first field that is missing, of the wrong type or out of bounds.
+
+    The train section's loop state (config, history, partial sums) is checked wherever it is present, and
+    required only to `resume`: evaluate, predict and summary read just its epoch.
+    """
+    try:
+        _check(checkpoint, resume)
+    except SchemaError as exc:
+        raise CheckpointError(
+            f"{path} has a bad field '{exc.field}': {exc.problem}",
+            "the file was not written by cnnkit, or was edited since; use a checkpoint its run wrote",
+        ) from None
+
+
+# ---- the schema ----------------------------------------------------------------------------
+
+
+def _check(checkpoint: dict, resume: bool) -> None:
+    from cnnkit.engine.checkpoint import VERSION
+
+    version = _get(checkpoint, "version", "version")
+    _integer(version, "version", 1, VERSION)
+    model = _section(checkpoint, "model")
+    data = _section(checkpoint, "data")
+    train = _section(checkpoint, "train")
+    spec, kwargs = _check_model(model)
+    _check_data(data, kwargs, spec)
+    _check_train(train, resume)
+
+
+def _check_model(model: dict):
+    from cnnkit.errors import ModelError
+    from cnnkit.models import get_spec
+
+    name = _get(model, "name", "model.name")
+    if not isinstance(name, str):
+        raise SchemaError("model.name", f"is {_kind(name)}, not a model name")
+    try:
+        spec = get_spec(name)
+    except ModelError:
+        raise SchemaError("model.name", f"'{name}' is not a model this cnnkit knows") from None
+    kwargs = _get(model, "kwargs", "model.kwargs")
+    if not isinstance(kwargs, dict):
+        raise SchemaError("model.kwargs", f"is {_kind(kwargs)}, not a dict")
+    unknown = sorted(map(str, set(kwargs) - MODEL_KWARGS))
+    if unknown:
+        raise SchemaError("model.kwargs", f"has unknown keys {', '.join(unknown)}")
+    arch = kwargs.get("arch", "cnnkit")
+    if arch not in ARCHS:
+        raise SchemaError("model.kwargs.arch", f"must be one of {', '.join(ARCHS)}")
+    if arch == "torchvision" and spec.weights is None:
+        raise SchemaError("model.kwargs.arch", f"torchvision has no '{spec.name}'")
+    channels = _integer(_get(kwargs, "in_channels", "model.kwargs.in_channels"), "model.kwargs.in_channels", 1, MAX_CHANNELS)
+    if spec.channels is not None and channels != spec.channels:
+        raise SchemaError("model.kwargs.in_channels", f"is {channels}; {spec.name} takes {spec.channels}")
+    _integer(_get(kwargs, "num_classes", "model.kwargs.num_classes"), "model.kwargs.num_classes", 1, MAX_CLASSES)
+    side = _integer(_get(kwargs, "image_size", "model.kwargs.image_size"), "model.kwargs.image_size", 1, MAX_INPUT_SIDE)
+    if arch == "cnnkit" and spec.native_size is not None and side != spec.native_size:
+        raise SchemaError("model.kwargs.image_size", f"is {side}; {spec.name} is built for {spec.native_size}")
+    state = _get(model, "state_dict", "model.state_dict")
+    if not isinstance(state, dict) or not state:
+        raise SchemaError("model.state_dict", f"is {_kind(state)}, not a dict of tensors")
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise SchemaError("model.state_dict", f"holds {_kind(key)} -> {_kind(value)}, not names and tensors")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise SchemaError(f"model.state_dict.{key}", "holds NaN or infinite weights (the run that wrote it diverged)")
+    return spec, kwargs
+
+
+def _check_data(data: dict, kwargs: dict, spec) -> None:
+    classes = _get(data, "classes", "data.classes")
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise SchemaError("data.classes", f"is {_kind(classes)}, not a list of class names")
+    if len(classes) != kwargs["num_classes"]:
+        raise SchemaError("data.classes", f"has {len(classes)} names for the model's {kwargs['num_classes']} classes")
+    if len(set(classes)) != len(classes):
+        raise SchemaError("data.classes", "names a class twice")
+    _integer(_get(data, "channels", "data.channels"), "data.channels", 1, MAX_CHANNELS)
+    _integers(_get(data, "size", "data.size"), "data.size", 2, 1, MAX_DATA_SIDE)
+    if data.get("resize_to") is not None:
+        _integer(data["resize_to"], "data.resize_to", 1, MAX_DATA_SIDE)
+    channels, height, width = _integers(_get(data, "input_size", "data.input_size"), "data.input_size", 3, 1, MAX_INPUT_SIDE)
+    if [channels, height, width] != [kwargs["in_channels"], kwargs["image_size"], kwargs["image_size"]]:
+        raise SchemaError("data.input_size", f"is {[channels, height, width]}, but the model takes "
+                                             f"{[kwargs['in_channels'], kwargs['image_size'], kwargs['image_size']]}")
+    for key in ("mean", "std"):
+        values = _get(data, key, f"data.{key}")
+        if (not isinstance(values, list) or not 1 <= len(values) <= MAX_CHANNELS
+                or not all(_is_number(v) and math.isfinite(v) for v in values)):
+            raise SchemaError(f"data.{key}", f"is {_kind(values)}, not 1 to {MAX_CHANNELS} finite numbers")
+    if not all(v > 0 for v in data["std"]):
+        raise SchemaError("data.std", "must be positive")
+    if data.get("val_split") is not None and not (_is_number(data["val_split"]) and 0 < data["val_split"] < 1):
+        raise SchemaError("data.val_split", "must be between 0 and 1")
+    for key, low, high in (("seed", 0, 2**63 - 1), ("eval_batch_size", 1, 1 << 20)):
+        if data.get(key) is not None:
+            _integer(data[key], f"data.{key}", low, high)
+
+
+def _check_train(train: dict, resume: bool) -> None:
+    from cnnkit.engine.config import TrainConfig
+
+    epoch = _integer(_get(train, "epoch", "train.epoch"), "train.epoch", 0, 1 << 31)
+
+    def checked(key: str) -> bool:  # loop state: required to resume, else checked when it is there
+        return resume or key in train
+
+    if checked("config"):
+        config = _get(train, "config", "train.config")
+        if not isinstance(config, dict):
+            raise SchemaError("train.config", f"is {_kind(config)}, not a dict")
+        hints = typing.get_type_hints(TrainConfig)
+        for f in fields(TrainConfig):
+            if f.name in config and not _matches(config[f.name], hints[f.name]):
+                raise SchemaError(f"train.config.{f.name}", f"is {_kind(config[f.name])}, not {_type_name(hints[f.name])}")
+    for key in ("step_in_epoch", "global_step"):
+        if checked(key):
+            _integer(_get(train, key, f"train.{key}"), f"train.{key}", 0, 1 << 62)
+    if checked("best_val_acc") and not _is_number(_get(train, "best_val_acc", "train.best_val_acc")):
+        raise SchemaError("train.best_val_acc", f"is {_kind(train['best_val_acc'])}, not a number")
+    if checked("history"):
+        history = _get(train, "history", "train.history")
+        if not isinstance(history, list) or len(history) != epoch:
+            raise SchemaError("train.history", f"must list one row per finished epoch ({epoch})")
+        for row in history:
+            if not isinstance(row, dict) or not all(_is_number(row.get(k)) and row[k] >= 0 for k in ("seconds", "images_per_s")):
+                raise SchemaError("train.history", "holds a row without its seconds and images_per_s")
+    if not isinstance(train.get("val_history", []), list):
+        raise SchemaError("train.val_history", "is not a list")
+    if checked("partial"):
+        partial = _get(train, "partial", "train.partial")
+        if not isinstance(partial, dict):
+            raise SchemaError("train.partial", f"is {_kind(partial)}, not a dict")
+        for key in ("loss_sum", "seconds"):
+            if not _is_number(_get(partial, key, f"train.partial.{key}")):
+                raise SchemaError(f"train.partial.{key}", "is not a number")
+        for key in ("correct", "seen"):
+            _integer(_get(partial, key, f"train.partial.{key}"), f"train.partial.{key}", 0, 1 << 62)
+    if resume and not isinstance(train.get("rng"), dict):
+        raise SchemaError("train.rng", "is missing" if "rng" not in train else f"is {_kind(train['rng'])}, not a dict")
+    if "phase" in train:
+        _integer(train["phase"], "train.phase", -1, 16)
+    for key in ("optimizer", "scheduler", "rng"):
+        if train.get(key) is not None and not isinstance(train[key], dict):
+            raise SchemaError(f"train.{key}", f"is {_kind(train[key])}, not a dict")
+    if train.get("rng_ranks") is not None and not (isinstance(train["rng_ranks"], list)
+                                                   and all(isinstance(r, dict) for r in train["rng_ranks"])):
+        raise SchemaError("train.rng_ranks", "is not a list of dicts")
+    if not all(isinstance(s, (list, tuple)) and len(s) == 2 for s in train.get("skipped", [])):
+        raise SchemaError("train.skipped", "is not a list of (path, reason) pairs")
+
+
+# ---- small checks --------------------------------------------------------------------------
+
+
+def _section(checkpoint: dict, name: str) -> dict:
+    value = checkpoint.get(name)
+    if not isinstance(value, dict):
+        raise SchemaError(name, "is missing" if value is None else f"is {_kind(value)}, not a section (dict)")
+    return value
+
+
+def _get(section: dict, key: str, field: str):
+    if key not in section:
+        raise SchemaError(field, "is missing")
+    return section[key]
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _integer(value, field: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise SchemaError(field, f"is {_kind(value)}, not an integer")
+    if not low <= value <= high:
+        raise SchemaError(field, f"is {value}; it must be from {low} to {high:,}")
+    return value
+
+
+def _integers(value, field: str, count: int, low: int, high: int) -> list[int]:
+    if not isinstance(value, (list, tuple)) or len(value) != count:
+        raise SchemaError(field, f"is {_kind(value)}, not a list of {count} integers")
+    return [_integer(v, field, low, high) for v in value]
+
+
+def _matches(value, hint) -> bool:
+    """Whether a config value has the type TrainConfig declares (an int is a fine float; a bool is no number)."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return _is_number(value) and math.isfinite(value)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(hint) -> str:
+    return " or ".join("None" if a is type(None) else a.__name__ for a in typing.get_args(hint)) or hint.__name__
+
+
+def _kind(value) -> str:
+    """A short description of a value for an error line: its type, and the value when it is short."""
+    if isinstance(value, (bool, int, float)) or (isinstance(value, str) and len(value) <= 40):
+        return f"{type(value).__name__} {value!r}"
+    if isinstance(value, (list, tuple, dict, str)):
+        return f"a {type(value).__name__} of {len(value)}"
+    return type(value).__name__
