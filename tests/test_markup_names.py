@@ -90,3 +90,37 @@ def test_train_evaluate_and_predict_print_names_as_spelled(cli, odd_names, tmp_p
     code, stdout, stderr = cli("predict", odd_names / NAMES[1] / "0.jpg", "--model", run, "--json", "--device", "cpu")
     assert code == 0, stderr
     assert {p["label"] for p in json.loads(stdout)[0]["predictions"]} == set(NAMES)
+
+
+def test_progress_bars_on_a_terminal_show_folder_names_as_spelled(tmp_path):
+    """A bar's label holds the folder's name; on a real terminal (a pty) it must not be read as markup."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    root = tmp_path / "[bold]pets"
+    for label, name in enumerate(("cat", "dog")):
+        (root / name).mkdir(parents=True)
+        for index in range(4):
+            Image.fromarray(picture((28, 28), seed=10 * label + index)).save(root / name / f"{index}.jpg")
+    leader, follower = pty.openpty()
+    env = {**os.environ, "COLUMNS": "200", "TERM": "xterm"}
+    env.pop("CNNKIT_DEBUG", None)
+    proc = subprocess.Popen([sys.executable, "-m", "cnnkit", "inspect-dataset", str(root), "--verify"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=follower, text=True)
+    os.close(follower)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the child closed its end
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(leader)
+    out, _ = proc.communicate(timeout=120)
+    text = screen.decode("utf-8", "replace")
+    assert proc.returncode == 0, text
+    assert "verifying [bold]pets" in text, text  # with markup read, the bar said "verifying pets" in bold

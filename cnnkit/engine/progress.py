@@ -8,6 +8,13 @@ import time
 from rich.console import Console
 
 
+def label_column():
+    """The bar's label column. A label holds user text (a folder, an archive's name): never read it as markup."""
+    from rich.progress import TextColumn
+
+    return TextColumn("{task.description}", markup=False)
+
+
 class Reporter:
     """Prints notes, warnings and per-epoch progress for the engine."""
 
@@ -36,8 +43,8 @@ class Reporter:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=self.console, transient=True,
+            label_column(), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}", markup=False), TimeRemainingColumn(), console=self.console, transient=True,
         )
         self._progress.start()
         self._task = self._progress.add_task(label, total=total, completed=completed, stats="")
@@ -81,9 +88,10 @@ def task_progress(console_quiet: bool = False):
         if console_quiet or not console.is_terminal:
             yield lambda n=1: None
             return
-        from rich.progress import Progress
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
 
-        with Progress(console=console, transient=True) as progress:
+        with Progress(label_column(), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
+                      console=console, transient=True) as progress:
             task = progress.add_task(label, total=total)
             yield lambda n=1: progress.update(task, advance=n)
 
