@@ -201,7 +201,7 @@ def test_a_gzip_too_small_for_its_declared_dims_is_refused_before_decompressing(
 
 @pytest.mark.parametrize("labels, message", [
     (np.array([0, 1.7, 2, 1, 0, 2], np.float32), "float32 labels"),
-    (np.array([0, 1, 2, 1, 0, 200_000], np.int32), "at most 10000 classes"),
+    (np.array([0, 1, 2, 1, 0, 200_000], np.int32), "at most 100000 classes"),
     (np.array([0, 1, 2, 1, 0, -3], np.int32), "negative"),
 ])
 def test_idx_labels_must_be_small_non_negative_integers(cli, tmp_path, labels, message):

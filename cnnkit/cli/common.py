@@ -209,7 +209,6 @@ DeviceOption = Annotated[
 MAX_SEED = 2**32 - 1
 MAX_BATCH_SIZE = 65_536
 MAX_WORKERS = 256  # processes
-MAX_CLASSES = 100_000  # a head of 100k outputs is already far past ImageNet-21k's 21,841
 SeedOption = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Random seed for weights, data order and augmentation.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the result on stdout; no progress.")]

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from cnnkit.cli.app import app
-from cnnkit.cli.common import MAX_CLASSES, DataDirOption, JsonOption, handle_errors, print_json
+from cnnkit.limits import MAX_CLASSES
+from cnnkit.cli.common import DataDirOption, JsonOption, handle_errors, print_json
 
 
 @app.command(

@@ -10,11 +10,11 @@ import torch
 from cnnkit.data.dataset import TensorSplit
 from cnnkit.data.idx import read_idx
 from cnnkit.errors import DataError
+from cnnkit.limits import MAX_CLASSES
 
 PREFIXES = {"train": "train", "t10k": "test", "test": "test"}
 CLASSES_FILE = "classes.txt"
 # More classes than any real IDX dataset has; a stray huge label would otherwise build millions of names.
-MAX_CLASSES = 10_000
 
 
 def idx_files(folder: Path) -> list[Path]:

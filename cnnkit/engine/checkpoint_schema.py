@@ -16,11 +16,8 @@ from dataclasses import fields
 import torch
 
 from cnnkit.errors import CheckpointError
+from cnnkit.limits import MAX_CHANNELS, MAX_CLASSES, MAX_PIXELS, MAX_SIDE
 
-MAX_CLASSES = 100_000
-MAX_INPUT_SIDE = 4096  # what a model is fed
-MAX_DATA_SIDE = 8192  # what images are decoded to before the model's resize
-MAX_CHANNELS = 4
 ARCHS = ("cnnkit", "torchvision")
 MODEL_KWARGS = {"in_channels", "num_classes", "image_size", "arch"}
 
@@ -88,7 +85,7 @@ def _check_model(model: dict):
     if spec.channels is not None and channels != spec.channels:
         raise SchemaError("model.kwargs.in_channels", f"is {channels}; {spec.name} takes {spec.channels}")
     _integer(_get(kwargs, "num_classes", "model.kwargs.num_classes"), "model.kwargs.num_classes", 1, MAX_CLASSES)
-    side = _integer(_get(kwargs, "image_size", "model.kwargs.image_size"), "model.kwargs.image_size", 1, MAX_INPUT_SIDE)
+    side = _integer(_get(kwargs, "image_size", "model.kwargs.image_size"), "model.kwargs.image_size", 1, MAX_SIDE)
     if arch == "cnnkit" and spec.native_size is not None and side != spec.native_size:
         raise SchemaError("model.kwargs.image_size", f"is {side}; {spec.name} is built for {spec.native_size}")
     state = _get(model, "state_dict", "model.state_dict")
@@ -111,10 +108,12 @@ def _check_data(data: dict, kwargs: dict, spec) -> None:
     if len(set(classes)) != len(classes):
         raise SchemaError("data.classes", "names a class twice")
     _integer(_get(data, "channels", "data.channels"), "data.channels", 1, MAX_CHANNELS)
-    _integers(_get(data, "size", "data.size"), "data.size", 2, 1, MAX_DATA_SIDE)
+    _integers(_get(data, "size", "data.size"), "data.size", 2, 1, MAX_SIDE)
     if data.get("resize_to") is not None:
-        _integer(data["resize_to"], "data.resize_to", 1, MAX_DATA_SIDE)
-    channels, height, width = _integers(_get(data, "input_size", "data.input_size"), "data.input_size", 3, 1, MAX_INPUT_SIDE)
+        _integer(data["resize_to"], "data.resize_to", 1, MAX_SIDE)
+    channels, height, width = _integers(_get(data, "input_size", "data.input_size"), "data.input_size", 3, 1, MAX_SIDE)
+    if height * width > MAX_PIXELS:
+        raise SchemaError("data.input_size", f"is {height}x{width}, more than {MAX_PIXELS:,} pixels")
     if [channels, height, width] != [kwargs["in_channels"], kwargs["image_size"], kwargs["image_size"]]:
         raise SchemaError("data.input_size", f"is {[channels, height, width]}, but the model takes "
                                              f"{[kwargs['in_channels'], kwargs['image_size'], kwargs['image_size']]}")

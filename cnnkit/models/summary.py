@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from cnnkit.errors import CheckpointError, CnnkitError, UsageError
+from cnnkit.limits import MAX_CHANNELS, MAX_PIXELS, MAX_SIDE
 from cnnkit.models.registry import get_model, get_spec, input_channels_for, input_size_for, list_models
 
 DEFAULT_CLASSES = 10
@@ -36,11 +37,6 @@ class Target:
     source: str = "registry"
 
 
-# An input past these is refused before a model or a tensor is made: torchinfo builds a real
-# float32 input, and 3x100000x100000 asked for 120 GB. 4096x4096 (64 MiB a channel) is the most.
-MAX_INPUT_CHANNELS = 4
-MAX_INPUT_SIDE = 8192
-MAX_INPUT_PIXELS = 4096 * 4096
 INPUT_SIZE_HINT = "e.g. --input-size 1,28,28 or 3,224,224"
 
 
@@ -60,9 +56,9 @@ def check_input_size(size: tuple[int, int, int], source: str, error: type[Cnnkit
     """`size` (C, H, W) if it is within the bounds; else `error` naming `source`."""
     channels, height, width = size
     problem = (
-        f"{channels} channels is outside 1..{MAX_INPUT_CHANNELS}" if not 1 <= channels <= MAX_INPUT_CHANNELS
-        else f"{height}x{width} is outside 1..{MAX_INPUT_SIDE} a side" if not (1 <= height <= MAX_INPUT_SIDE and 1 <= width <= MAX_INPUT_SIDE)
-        else f"{height}x{width} is more than {MAX_INPUT_PIXELS:,} pixels (4096x4096)" if height * width > MAX_INPUT_PIXELS
+        f"{channels} channels is outside 1..{MAX_CHANNELS}" if not 1 <= channels <= MAX_CHANNELS
+        else f"{height}x{width} is outside 1..{MAX_SIDE} a side" if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE)
+        else f"{height}x{width} is more than {MAX_PIXELS:,} pixels (4096x4096)" if height * width > MAX_PIXELS
         else None
     )
     if problem:
