@@ -8,9 +8,7 @@ checkpoints that are truncated, foreign, bare or would run code.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import re
 import struct
 import tarfile
 import zipfile
@@ -19,40 +17,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-# ---- assertions ------------------------------------------------------------------------------
-
-
-def assert_clean_failure(code: int, stderr: str, expected_code: int = 1, *, after_output: bool = False) -> list[str]:
-    """Exit code, exactly one `error:` line, only `hint:` lines after it, no traceback.
-
-    The error is the first line unless `after_output`: a command that failed after it
-    had started work (progress, notes, warnings about skipped files) prints those first.
-    Returns the error line and what follows it.
-    """
-    assert code == expected_code, f"exit {code}, expected {expected_code}; stderr:\n{stderr}"
-    assert "Traceback" not in stderr, stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    errors = [i for i, line in enumerate(lines) if line.startswith("error:")]
-    if expected_code == 2 and not errors:  # Typer's own usage errors: a box naming the option
-        assert "Usage:" in stderr and ("Invalid value" in stderr or "Missing" in stderr or "No such" in stderr), stderr
-        return lines
-    assert len(errors) == 1, f"expected one error: line:\n{stderr}"
-    if not after_output:
-        assert errors[0] == 0, f"error: is not the first line:\n{stderr}"
-    assert all(line.startswith("hint:") for line in lines[errors[0] + 1:]), f"more than a hint after the error:\n{stderr}"
-    # cli/common.py's bug path: "error: unexpected KeyError: ..." and "hint: this is a bug in cnnkit ...".
-    assert not re.match(r"error: unexpected \w+", lines[errors[0]]), f"an unhandled exception (a bug):\n{stderr}"
-    assert "this is a bug" not in stderr, f"an unhandled exception (a bug):\n{stderr}"
-    return lines[errors[0]:]
-
-
-def digests(root: Path) -> dict[str, str]:
-    """sha256 of every file under root (or of root itself): compare before and after a failure."""
-    root = Path(root)
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-    return {str(p.relative_to(root.parent)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
-
 
 # ---- images ----------------------------------------------------------------------------------
 
@@ -132,19 +96,26 @@ def write_odd_images(folder: Path, size=(28, 28)) -> dict[str, Path]:
 
 
 # ---- IDX -------------------------------------------------------------------------------------
+# Valid IDX files are written with cnnkit's own writer (cnnkit.data.idx.write_idx, conftest.write_idx_pair);
+# these build the broken ones.
 
 
-def idx_bytes(array: np.ndarray) -> bytes:
-    from cnnkit.data.idx import encode_idx
+def idx_header(code: int, dims: tuple[int, ...]) -> bytes:
+    """An IDX header alone: two zero bytes, the dtype code, the number of dims, one big-endian uint32 each."""
+    return struct.pack(">HBB", 0, code, len(dims)) + struct.pack(f">{len(dims)}I", *dims)
 
-    return encode_idx(array)
+
+IDX_DEFECTS = ["magic", "dtype", "dims", "short", "long", "float", "count"]
 
 
-def write_idx_dataset(folder: Path, images: int = 20, labels: int | None = None, side: int = 8, defect: str | None = None) -> Path:
-    """train-images/train-labels IDX pair; `defect` breaks the images file in one way."""
-    folder.mkdir(parents=True, exist_ok=True)
+def write_broken_idx(folder: Path, defect: str, images: int = 20, side: int = 8) -> Path:
+    """A train-images/train-labels IDX pair broken in one way: the images file's header or length, its
+    dtype (float pixels), or a label count that is not the image count."""
+    from cnnkit.data.idx import encode_idx, write_idx
+
     rng = np.random.default_rng(0)
-    raw = bytearray(idx_bytes(rng.integers(0, 256, (images, side, side), dtype=np.uint8)))
+    pixels = rng.integers(0, 256, (images, side, side), dtype=np.uint8)
+    raw = bytearray(encode_idx(rng.random((images, side, side)).astype(np.float32) if defect == "float" else pixels))
     if defect == "magic":
         raw[0:2] = b"\x08\x03"
     elif defect == "dtype":
@@ -155,21 +126,13 @@ def write_idx_dataset(folder: Path, images: int = 20, labels: int | None = None,
         raw = raw[:-5]
     elif defect == "long":
         raw += b"\x00" * 7
-    elif defect == "float":
-        raw = bytearray(idx_bytes(rng.random((images, side, side)).astype(np.float32)))
+    elif defect not in ("float", "count"):
+        raise ValueError(defect)
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "train-images-idx3-ubyte").write_bytes(bytes(raw))
-    label_count = images if labels is None else labels
-    (folder / "train-labels-idx1-ubyte").write_bytes(idx_bytes(rng.integers(0, 3, label_count).astype(np.uint8)))
+    labels = images - 1 if defect == "count" else images
+    write_idx(folder / "train-labels-idx1-ubyte", rng.integers(0, 3, labels).astype(np.uint8))
     return folder
-
-
-IDX_DEFECTS = ["magic", "dtype", "dims", "short", "long", "float", "count"]
-
-
-def write_broken_idx(folder: Path, defect: str) -> Path:
-    if defect == "count":
-        return write_idx_dataset(folder, images=20, labels=19)
-    return write_idx_dataset(folder, defect=defect)
 
 
 # ---- archives --------------------------------------------------------------------------------
@@ -305,28 +268,6 @@ def make_read_only(monkeypatch, root: Path) -> None:
     monkeypatch.setattr(os, "access", guarded_access)
     for name in ("mkdir", "replace", "rename", "unlink", "rmdir"):
         monkeypatch.setattr(os, name, guarded(getattr(os, name)))
-
-
-# ---- a real trained run, shared by the hostile modules -----------------------------------------
-
-
-def shared_oneconv_run(tmp_path_factory) -> Path:
-    """One real one-epoch run of `oneconv` (it has a conv layer to draw), trained once per session.
-
-    Kept under the session's base temp directory so every module that asks gets the
-    same run; tests must copy it before changing anything in it.
-    """
-    out = tmp_path_factory.getbasetemp() / "hostile-shared-runs"
-    run = out / "oneconv-mnist-sample"
-    if not (run / "best.pt").is_file():
-        from cnnkit.engine.config import TrainConfig
-        from cnnkit.engine.progress import Reporter
-        from cnnkit.engine.runner import start_training
-
-        config = TrainConfig(model="oneconv", dataset="mnist-sample", epochs=1, limit=256, val_split=0.05,
-                             out=str(out), name=run.name, device="cpu")
-        start_training(config, Reporter(quiet=True))
-    return run
 
 
 def make_unreadable(monkeypatch, target: Path) -> None:

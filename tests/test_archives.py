@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from download_helpers import many_empty_members_zip
-from hostile import digests
+from conftest import digests
 
 from cnnkit.data.archives import UnsafeArchive, extracted, move_into_place
 from cnnkit.errors import DownloadError

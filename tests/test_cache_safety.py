@@ -20,7 +20,7 @@ from cnnkit.data.folder import CACHE_DIR
 from cnnkit.data.resolve import load_dataset
 
 from conftest import run_cnnkit
-from hostile import assert_clean_failure, picture
+from hostile import picture
 
 
 def _folder(root: Path, per_class: int = 4, side: int = 16) -> Path:

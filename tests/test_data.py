@@ -18,7 +18,8 @@ from cnnkit.data.memory import parse_bytes
 from cnnkit.data.resolve import load_dataset
 from cnnkit.errors import DataError, UsageError
 
-from hostile import assert_clean_failure, digests, write_bad_checkpoint
+from conftest import assert_clean_failure, digests, write_idx_pair
+from hostile import idx_header, write_bad_checkpoint
 
 
 def test_mnist_sample_split():
@@ -131,16 +132,10 @@ def test_unknown_dataset_suggests_catalog_names():
     assert "cifar10" in info.value.hint
 
 
-def _write_idx_pair(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray, gz: bool = False) -> None:
-    suffix = ".gz" if gz else ""
-    write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", images)
-    write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", labels)
-
-
 def test_idx_directory(tmp_path):
     rng = np.random.default_rng(0)
-    _write_idx_pair(tmp_path, "train", rng.integers(0, 256, (50, 12, 12), dtype=np.uint8), rng.integers(0, 3, 50).astype(np.uint8))
-    _write_idx_pair(tmp_path, "t10k", rng.integers(0, 256, (20, 12, 12), dtype=np.uint8), rng.integers(0, 3, 20).astype(np.uint8), gz=True)
+    write_idx_pair(tmp_path, "train", rng.integers(0, 256, (50, 12, 12), dtype=np.uint8), rng.integers(0, 3, 50).astype(np.uint8))
+    write_idx_pair(tmp_path, "t10k", rng.integers(0, 256, (20, 12, 12), dtype=np.uint8), rng.integers(0, 3, 20).astype(np.uint8), gz=True)
     (tmp_path / "classes.txt").write_text("circle\nsquare\ntriangle\n")
     ds = load_dataset(str(tmp_path))
     assert ds.kind == "idx" and ds.classes == ["circle", "square", "triangle"]
@@ -155,12 +150,6 @@ def test_idx_count_mismatch_is_an_error(tmp_path):
         load_dataset(str(tmp_path))
 
 
-def _idx_header(code: int, dims: tuple[int, ...]) -> bytes:
-    import struct
-
-    return struct.pack(">HBB", 0, code, len(dims)) + struct.pack(f">{len(dims)}I", *dims)
-
-
 def test_a_gzip_longer_than_its_header_is_refused_after_reading_only_the_header(tmp_path):
     """A small header followed by 64 MB of zeros (a 64 KB gz): read what the header declares, then stop."""
     import gzip
@@ -169,7 +158,7 @@ def test_a_gzip_longer_than_its_header_is_refused_after_reading_only_the_header(
     from cnnkit.data.idx import read_idx
 
     bomb = tmp_path / "train-images-idx3-ubyte.gz"
-    bomb.write_bytes(gzip.compress(_idx_header(0x08, (2, 4, 4)) + bytes(64 << 20), compresslevel=1, mtime=0))
+    bomb.write_bytes(gzip.compress(idx_header(0x08, (2, 4, 4)) + bytes(64 << 20), compresslevel=1, mtime=0))
     tracemalloc.start()
     try:
         with pytest.raises(DataError, match="longer than its header says"):
@@ -188,7 +177,7 @@ def test_a_gzip_too_small_for_its_declared_dims_is_refused_before_decompressing(
 
     bomb = tmp_path / "train-images-idx3-ubyte.gz"
     # 1000 x 1000 x 1000 = 1 GB declared by a file of a few dozen bytes: deflate cannot expand that far.
-    bomb.write_bytes(gzip.compress(_idx_header(0x08, (1000, 1000, 1000)) + bytes(100), mtime=0))
+    bomb.write_bytes(gzip.compress(idx_header(0x08, (1000, 1000, 1000)) + bytes(100), mtime=0))
     tracemalloc.start()
     try:
         with pytest.raises(DataError, match="1000x1000x1000"):
@@ -207,7 +196,7 @@ def test_a_gzip_too_small_for_its_declared_dims_is_refused_before_decompressing(
 def test_idx_labels_must_be_small_non_negative_integers(cli, tmp_path, labels, message):
     root = tmp_path / "idx"
     root.mkdir()
-    _write_idx_pair(root, "train", np.zeros((6, 8, 8), np.uint8), labels)
+    write_idx_pair(root, "train", np.zeros((6, 8, 8), np.uint8), labels)
     before = digests(root)
     code, _, stderr = cli("inspect-dataset", root)
     assert message in assert_clean_failure(code, stderr)[0]
@@ -219,7 +208,7 @@ def test_plain_and_gz_idx_files_that_differ_are_an_error_naming_both(cli, tmp_pa
     root.mkdir()
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (6, 8, 8), dtype=np.uint8)
-    _write_idx_pair(root, "train", images, np.array([0, 1, 0, 1, 0, 1], np.uint8))
+    write_idx_pair(root, "train", images, np.array([0, 1, 0, 1, 0, 1], np.uint8))
     write_idx(root / "train-images-idx3-ubyte.gz", images)  # the same data compressed: fine
     assert cli("inspect-dataset", root, "--json")[0] == 0
     write_idx(root / "train-images-idx3-ubyte.gz", 255 - images)  # an older or newer copy: which one?

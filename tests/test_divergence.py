@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from hostile import assert_clean_failure, digests
+from conftest import assert_clean_failure, digests
 
 QUICK = ["--dataset", "mnist-sample", "--limit", "256", "--device", "cpu", "--schedule", "none"]
 
@@ -48,11 +49,9 @@ def test_a_diverging_json_run_prints_no_document(cli):
 
 
 @pytest.fixture
-def finite_then_diverging(cli, tmp_path) -> Path:
+def finite_then_diverging(tiny_run, tmp_path) -> Path:
     """A real one-epoch run, its last.pt changed to go on at lr 1e30: epoch 1 is finite, epoch 2 diverges."""
-    code, out, err = cli("train", "oneconv", *QUICK, "--epochs", "1", "--optimizer", "sgd", "--name", "run", "--quiet")
-    assert code == 0, err
-    run = tmp_path / out.strip()
+    run = Path(shutil.copytree(tiny_run(val_split=None, schedule="none", optimizer="sgd"), tmp_path / "run"))
     checkpoint = torch.load(run / "last.pt", weights_only=True)
     train = checkpoint["train"]
     train["config"]["lr"] = train["phases"][0]["lr"] = 1e30
@@ -80,12 +79,10 @@ def test_divergence_after_a_finite_epoch_keeps_that_epochs_files(cli, finite_the
     assert strict_json(out)["epoch"] == 1
 
 
-def test_evaluate_json_is_strict_json_when_the_loss_overflows(cli, tmp_path):
+def test_evaluate_json_is_strict_json_when_the_loss_overflows(cli, tiny_run, tmp_path):
     """Finite but huge weights (as a run about to diverge has) overflow the logits: the loss is NaN or inf.
     The document says null there, instead of the bare NaN that no JSON parser reads."""
-    code, out, err = cli("train", "oneconv", *QUICK, "--epochs", "1", "--name", "run", "--quiet")
-    assert code == 0, err
-    checkpoint = torch.load(tmp_path / out.strip() / "best.pt", weights_only=True)
+    checkpoint = torch.load(tiny_run() / "best.pt", weights_only=True)
     checkpoint["model"]["state_dict"] = {k: v * 1e25 if v.is_floating_point() else v
                                          for k, v in checkpoint["model"]["state_dict"].items()}
     assert all(torch.isfinite(v).all() for v in checkpoint["model"]["state_dict"].values())

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from download_helpers import FileServer, ServerThread, cifar_tarball, fake_mnist_train, md5, pets_zip, sha256
-from hostile import assert_clean_failure
+from conftest import assert_clean_failure
 
 from cnnkit.data import sources as tables
 from cnnkit.data.catalog import sample_dir

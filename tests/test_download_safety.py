@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from download_helpers import DATA_PETS, FileServer, ServerThread, fake_mnist_train, many_empty_members_zip, pets_zip
-from hostile import assert_clean_failure, digests
+from conftest import assert_clean_failure, digests
 from test_download import MNIST_PATH, REAL_T10K, pin_mnist_train, serve_mnist
 
 from cnnkit.data import sources as tables

@@ -18,7 +18,7 @@ import torch
 from cnnkit.data.catalog import sample_dir
 from cnnkit.data.idx import read_idx
 from cnnkit.data.resolve import load_dataset
-from hostile import assert_clean_failure, digests
+from conftest import assert_clean_failure, digests
 
 
 def load_mnist(path, kind="train"):

@@ -18,15 +18,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from cnnkit.data.idx import write_idx
 from cnnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from cnnkit.engine.config import TrainConfig
 from cnnkit.engine.progress import Reporter
-from hostile import assert_clean_failure, digests, make_read_only
+from conftest import assert_clean_failure, digests, write_digits_idx
+from hostile import make_read_only
 
 EPOCHS = 3
 
@@ -34,19 +33,15 @@ EPOCHS = 3
 @pytest.fixture(scope="module")
 def small_idx(tmp_path_factory) -> Path:
     """256 training and 64 test digits from the shipped MNIST sample, as an IDX directory."""
-    from cnnkit.data.catalog import load_mnist_sample
+    return write_digits_idx(tmp_path_factory.mktemp("digits"), train=256, test=64)
 
-    splits, classes = load_mnist_sample()
-    root = tmp_path_factory.mktemp("digits")
-    for prefix, split, n in (("train", "train", 256), ("t10k", "test", 64)):
-        write_idx(root / f"{prefix}-images-idx3-ubyte", splits[split].images[:n, 0].numpy())
-        write_idx(root / f"{prefix}-labels-idx1-ubyte", splits[split].labels[:n].numpy().astype(np.uint8))
-    return root
+
+# How the kill -9 runs and the finished run below train: every image of the dataset, its test split validates.
+RUN_SETTINGS = dict(model="perceptron", batch_size=16, schedule="none", seed=3)
 
 
 def tiny_config(dataset: Path, out: Path, name: str, epochs: int = EPOCHS) -> TrainConfig:
-    return TrainConfig(model="perceptron", dataset=str(dataset), epochs=epochs, batch_size=16, schedule="none",
-                       out=str(out), name=name, device="cpu", seed=3)
+    return TrainConfig(**RUN_SETTINGS, dataset=str(dataset), epochs=epochs, out=str(out), name=name, device="cpu")
 
 
 # ---- kill -9 ---------------------------------------------------------------------------------
@@ -146,12 +141,9 @@ def test_kill_9_at_random_moments_never_loses_the_checkpoint_and_resume_finishes
 
 
 @pytest.fixture(scope="module")
-def finished_run(small_idx, tmp_path_factory) -> Path:
+def finished_run(small_idx, tiny_run) -> Path:
     """A one-epoch run, finished in this process: last.pt, best.pt, metrics.csv, curves.png, config.json."""
-    from cnnkit.engine.runner import start_training
-
-    out = tmp_path_factory.mktemp("finished")
-    return Path(start_training(tiny_config(small_idx, out, "one-epoch", epochs=1), Reporter(quiet=True))["run_dir"])
+    return tiny_run(dataset=small_idx, epochs=1, limit=None, val_split=None, name="one-epoch", **RUN_SETTINGS)
 
 
 @pytest.fixture

@@ -29,8 +29,8 @@ from cnnkit.engine.trainer import Trainer
 from cnnkit.models import get_spec
 from cnnkit.models.backbones import replace_head, torchvision_architecture, weights_path
 
-from conftest import DATA
-from hostile import assert_clean_failure, write_bad_checkpoint
+from conftest import DATA, assert_clean_failure
+from hostile import write_bad_checkpoint
 
 PETS = DATA / "pets-sample"
 

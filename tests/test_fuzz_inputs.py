@@ -17,9 +17,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from cnnkit.data.idx import write_idx
 from cnnkit.data.images import ImageReadError, load_image
 from cnnkit.errors import CheckpointError, CnnkitError
-from hostile import idx_bytes, jpeg_bytes, picture, png_header_only, shared_oneconv_run, write_broken_idx
+from conftest import assert_clean_failure
+from hostile import jpeg_bytes, picture, png_header_only, write_broken_idx
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
@@ -111,11 +113,11 @@ def image_bytes(draw) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def classifier(tmp_path_factory):
+def classifier(tiny_run):
     from cnnkit.engine.checkpoint import load_checkpoint
     from cnnkit.engine.predict import CheckpointClassifier
 
-    return CheckpointClassifier(load_checkpoint(shared_oneconv_run(tmp_path_factory)), torch.device("cpu"))
+    return CheckpointClassifier(load_checkpoint(tiny_run()), torch.device("cpu"))
 
 
 @FUZZ
@@ -162,8 +164,8 @@ def test_load_image_returns_the_asked_shape_or_image_read_error(tmp_path_factory
 
 
 @pytest.fixture(scope="module")
-def good_checkpoint_bytes(tmp_path_factory) -> bytes:
-    return (shared_oneconv_run(tmp_path_factory) / "best.pt").read_bytes()
+def good_checkpoint_bytes(tiny_run) -> bytes:
+    return (tiny_run() / "best.pt").read_bytes()
 
 
 @FUZZ
@@ -218,15 +220,13 @@ def test_a_spec_with_a_nul_byte_is_no_such_dataset(tmp_path):
     from cnnkit.errors import DataError
 
     (tmp_path / "d").mkdir()
-    (tmp_path / "d" / "train-images-idx3-ubyte").write_bytes(idx_bytes(np.zeros((2, 4, 4), np.uint8)))
+    write_idx(tmp_path / "d" / "train-images-idx3-ubyte", np.zeros((2, 4, 4), np.uint8))
     with pytest.raises(DataError):
         load_dataset(str(tmp_path / "d") + "\x00")
 
 
 def test_a_name_with_a_line_break_still_gives_one_error_line(cli):
     """The spec fuzzer's first find: 'unknown dataset 'a<newline>b'' printed over two lines."""
-    from hostile import assert_clean_failure
-
     code, _, err = cli("inspect-dataset", "a\nb")
     assert "'a\\nb'" in assert_clean_failure(code, err)[0]
 
@@ -235,8 +235,6 @@ def test_a_damaged_tiff_gives_no_stray_pillow_warning(cli, tmp_path, classifier)
     """The image fuzzer's find: an 8-byte TIFF header made Pillow print 'UserWarning: Corrupt EXIF data'
     on stderr beside cnnkit's own warning line."""
     import warnings
-
-    from hostile import assert_clean_failure
 
     path = tmp_path / "damaged.tif"
     path.write_bytes(b"II*\x00\x08\x00\x00\x00")

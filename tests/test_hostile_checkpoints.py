@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hostile import CHECKPOINT_DEFECTS, assert_clean_failure, digests, picture, shared_oneconv_run, write_bad_checkpoint
+from conftest import assert_clean_failure, digests
+from hostile import CHECKPOINT_DEFECTS, picture, write_bad_checkpoint
 
 # What the error line says for each defect.
 MESSAGES = {
@@ -40,8 +41,8 @@ COVERED = {("train --resume", d) for d in ("truncated", "state_dict", "foreign",
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    return shared_oneconv_run(tmp_path_factory)
+def trained(tiny_run) -> Path:
+    return tiny_run()
 
 
 @pytest.fixture(scope="module")

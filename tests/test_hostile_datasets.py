@@ -17,7 +17,9 @@ import pytest
 from PIL import Image
 
 from cnnkit.data.folder import CACHE_DIR
-from hostile import IDX_DEFECTS, assert_clean_failure, digests, idx_bytes, picture, shared_mobilenet_weights, shared_oneconv_run, write_broken_idx
+from cnnkit.data.idx import write_idx
+from conftest import assert_clean_failure, digests, write_idx_pair
+from hostile import IDX_DEFECTS, picture, shared_mobilenet_weights, write_broken_idx
 
 MESSAGES = {
     "magic": "wrong magic number",
@@ -47,13 +49,11 @@ def make_broken(root: Path, defect: str) -> Path:
     folder.mkdir(parents=True)
     rng = np.random.default_rng(1)
     if defect == "labels-only":
-        (folder / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(5, np.uint8)))
+        write_idx(folder / "train-labels-idx1-ubyte", np.zeros(5, np.uint8))
     elif defect == "negative-labels":
-        (folder / "train-images-idx3-ubyte").write_bytes(idx_bytes(rng.integers(0, 256, (4, 8, 8), dtype=np.uint8)))
-        (folder / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.array([0, -1, 1, 0], np.int8)))
+        write_idx_pair(folder, "train", rng.integers(0, 256, (4, 8, 8), dtype=np.uint8), np.array([0, -1, 1, 0], np.int8))
     elif defect == "classes-txt-short":
-        (folder / "train-images-idx3-ubyte").write_bytes(idx_bytes(rng.integers(0, 256, (4, 8, 8), dtype=np.uint8)))
-        (folder / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.array([0, 2, 1, 0], np.uint8)))
+        write_idx_pair(folder, "train", rng.integers(0, 256, (4, 8, 8), dtype=np.uint8), np.array([0, 2, 1, 0], np.uint8))
         (folder / "classes.txt").write_text("circle\nsquare\n")
     elif defect == "class-without-images":
         (folder / "cat").mkdir()
@@ -72,7 +72,7 @@ def make_broken(root: Path, defect: str) -> Path:
                 Image.fromarray(picture()).save(folder / split / cls / "1.png")
     elif defect == "a-file":
         folder.rmdir()
-        folder.write_bytes(idx_bytes(np.zeros((2, 4, 4), np.uint8)))
+        write_idx(folder, np.zeros((2, 4, 4), np.uint8))
     return folder
 
 
@@ -91,8 +91,8 @@ def weights(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    return shared_oneconv_run(tmp_path_factory)
+def trained(tiny_run) -> Path:
+    return tiny_run()
 
 
 COMMANDS = {
@@ -129,8 +129,7 @@ def test_training_needs_two_classes_and_some_training_images(cli, command, weigh
         Image.fromarray(picture(seed=i)).save(one_class / "cat" / f"{i}.png")
     one_image = tmp_path / "one-image"
     one_image.mkdir()
-    (one_image / "train-images-idx3-ubyte").write_bytes(idx_bytes(np.zeros((1, 8, 8), np.uint8)))
-    (one_image / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.array([1], np.uint8)))
+    write_idx_pair(one_image, "train", np.zeros((1, 8, 8), np.uint8), np.array([1], np.uint8))
     for dataset, message in ((one_class, "a classifier needs at least two"), (one_image, "none left after holding out")):
         args = ["train", "perceptron"] if command == "train" else ["finetune", "mobilenet_v2", "--weights", weights]
         code, _, err = cli(*args, "--dataset", dataset, "--out", tmp_path / "runs")

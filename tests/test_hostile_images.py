@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from hostile import assert_clean_failure, digests, picture, shared_oneconv_run, write_bad_images, write_odd_images
+from conftest import assert_clean_failure, digests
+from hostile import picture, write_bad_images, write_odd_images
 
 BAD = ["zero-byte", "truncated-jpeg", "text-as-jpg", "bomb", "bomb-warning-size"]
 ODD = ["png-named-jpg", "cmyk", "palette", "16-bit", "rgba", "grey", "exif-rotated", "1x1"]
@@ -59,8 +60,8 @@ def pillow_limit_stays_on():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    return shared_oneconv_run(tmp_path_factory)
+def trained(tiny_run) -> Path:
+    return tiny_run()
 
 
 # ---- one image on the command line -----------------------------------------------------------

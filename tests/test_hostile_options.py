@@ -11,12 +11,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hostile import assert_clean_failure, picture, shared_mobilenet_weights, shared_oneconv_run
+from conftest import assert_clean_failure
+from hostile import picture, shared_mobilenet_weights
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    return shared_oneconv_run(tmp_path_factory)
+def trained(tiny_run):
+    return tiny_run()
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from hostile import assert_clean_failure, digests, make_unreadable, picture, shared_mobilenet_weights, shared_oneconv_run
+from conftest import assert_clean_failure, digests
+from hostile import make_unreadable, picture, shared_mobilenet_weights
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    return shared_oneconv_run(tmp_path_factory)
+def trained(tiny_run) -> Path:
+    return tiny_run()
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from cnnkit.data.idx import IDX_DTYPES, encode_idx, parse_idx, read_idx
 from cnnkit.errors import DataError, UsageError
 from cnnkit.viz.kernels import PRESETS, kernel_text, parse_kernel
+from hostile import idx_header
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -81,7 +82,7 @@ def test_encode_then_parse_round_trips(code, dims, data):
 
 def test_dimensions_whose_product_wraps_around_are_refused():
     # 65536**4 == 2**64: a uint64 product wraps to 0 and would "match" a bare header.
-    raw = struct.pack(">HBB", 0, 0x08, 4) + struct.pack(">4I", *[65536] * 4)
+    raw = idx_header(0x08, (65536,) * 4)
     with pytest.raises(DataError, match="truncated"):
         parse_idx(raw)
 

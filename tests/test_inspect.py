@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from cnnkit.data.catalog import sample_dir
-from hostile import assert_clean_failure
+from conftest import assert_clean_failure
 
 
 def raw_mnist_sample():
@@ -122,8 +122,9 @@ def test_verify_lists_corrupt_truncated_and_non_image_files(cli, cifar_folder):
     assert "truncated" in problems[str(truncated)] and "not an image" in problems[str(notes)]
     assert report["verify"]["checked"] == 403 and len(report["verify"]["ignored"]) == 1
     # The human form lists them too, one per line.
-    code, stdout, _ = cli("inspect-dataset", cifar_folder, "--verify")
-    assert code == 1 and str(truncated) in stdout and str(junk) in stdout
+    code, stdout, stderr = cli("inspect-dataset", cifar_folder, "--verify")
+    assert "4 bad file(s)" in assert_clean_failure(code, stderr, after_output=True)[0]
+    assert str(truncated) in stdout and str(junk) in stdout
     # Without --verify the report still comes out, with a warning that points to --verify.
     code, stdout, stderr = cli("inspect-dataset", cifar_folder)
     assert code == 0 and "warning: 3 unreadable image(s) were skipped; --verify lists them" in stderr

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from hostile import assert_clean_failure, picture, shared_oneconv_run
+from conftest import assert_clean_failure
+from hostile import picture
 
 SIGPIPE_EXIT = 141
 
@@ -67,10 +68,10 @@ def test_help_into_a_pipe_whose_reader_left_stops_quietly(tmp_path):
     assert_quiet_stop(into_pipe_nobody_reads("--help", cwd=tmp_path))
 
 
-def test_predict_csv_into_a_pipe_whose_reader_left_stops_quietly(tmp_path_factory, tmp_path):
+def test_predict_csv_into_a_pipe_whose_reader_left_stops_quietly(tiny_run, tmp_path):
     from PIL import Image
 
-    run = shared_oneconv_run(tmp_path_factory)
+    run = tiny_run()
     for index in range(3):
         Image.fromarray(picture((28, 28), seed=index)).save(tmp_path / f"digit{index}.png")
     assert_quiet_stop(into_pipe_nobody_reads("predict", tmp_path, "--model", run, "--csv", "--device", "cpu", cwd=tmp_path))

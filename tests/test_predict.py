@@ -12,23 +12,15 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from conftest import DATA
-from hostile import assert_clean_failure
+from conftest import DATA, assert_clean_failure
 
 PETS_CAT = sorted((DATA / "pets-sample" / "Cat").iterdir())[0]
 
 
 @pytest.fixture(scope="module")
-def mnist_run(tmp_path_factory) -> Path:
-    """One small real training run (grey 28x28 digits), shared by the module."""
-    from cnnkit.engine.config import TrainConfig
-    from cnnkit.engine.progress import Reporter
-    from cnnkit.engine.runner import start_training
-
-    out = tmp_path_factory.mktemp("runs")
-    config = TrainConfig(model="multilayer-cnn", dataset="mnist-sample", epochs=1, limit=600, val_split=0.05,
-                         out=str(out), device="cpu")
-    return Path(start_training(config, Reporter(quiet=True))["run_dir"])
+def mnist_run(tiny_run) -> Path:
+    """One small real training run (grey 28x28 digits): the one test_evaluate.py evaluates."""
+    return tiny_run("multilayer-cnn", limit=600, seed=7)
 
 
 def digit(value_left: int = 255, size=(28, 28)) -> np.ndarray:

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import run_cnnkit
-from hostile import assert_clean_failure, digests, picture, png_header_only, shared_oneconv_run
+from conftest import assert_clean_failure, digests, run_cnnkit
+from hostile import picture, png_header_only
 
 BOMB_SIDE = 30000  # 900 Mpixels: past twice Pillow's limit, 2.7 GB as decoded RGB
 WARNING_SIDE = 10000  # 100 Mpixels: past Pillow's limit but under twice it (only a warning in Pillow)
@@ -42,8 +42,8 @@ def jpeg_declaring(height: int, width: int, channels: int = 3, *, progressive: b
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    return shared_oneconv_run(tmp_path_factory)  # grey 28x28 digits, ten classes
+def trained(tiny_run) -> Path:
+    return tiny_run()  # grey 28x28 digits, ten classes
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from hostile import assert_clean_failure, digests
+from conftest import assert_clean_failure, digests, write_digits_idx
 
 TRAIN = ["perceptron", "--epochs", "1", "--batch-size", "32", "--device", "cpu", "--quiet"]
 
@@ -24,27 +23,12 @@ TRAIN = ["perceptron", "--epochs", "1", "--batch-size", "32", "--device", "cpu",
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory) -> Path:
     """128 training and 32 test digits of the shipped MNIST sample, as an IDX directory."""
-    from cnnkit.data.catalog import load_mnist_sample
-    from cnnkit.data.idx import write_idx
-
-    splits, _ = load_mnist_sample()
-    root = tmp_path_factory.mktemp("digits")
-    for prefix, split, n in (("train", "train", 128), ("t10k", "test", 32)):
-        write_idx(root / f"{prefix}-images-idx3-ubyte", splits[split].images[:n, 0].numpy())
-        write_idx(root / f"{prefix}-labels-idx1-ubyte", splits[split].labels[:n].numpy().astype(np.uint8))
-    return root
+    return write_digits_idx(tmp_path_factory.mktemp("digits"), train=128, test=32)
 
 
 @pytest.fixture(scope="module")
-def finished(digits, tmp_path_factory) -> Path:
-    from cnnkit.engine.config import TrainConfig
-    from cnnkit.engine.progress import Reporter
-    from cnnkit.engine.runner import start_training
-
-    out = tmp_path_factory.mktemp("finished")
-    config = TrainConfig(model="perceptron", dataset=str(digits), epochs=1, batch_size=32, out=str(out),
-                         name="one", device="cpu", schedule="none")
-    return Path(start_training(config, Reporter(quiet=True))["run_dir"])
+def finished(digits, tiny_run) -> Path:
+    return tiny_run("perceptron", dataset=digits, limit=None, val_split=None, batch_size=32, name="one", schedule="none")
 
 
 @pytest.fixture

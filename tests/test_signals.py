@@ -16,7 +16,7 @@ import sys
 
 import torch
 
-from hostile import assert_clean_failure
+from conftest import assert_clean_failure
 
 ARGS = ["train", "mlp", "--epochs", "4", "--limit", "2000", "--batch-size", "16", "--device", "cpu", "--name", "cut"]
 

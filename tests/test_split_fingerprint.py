@@ -14,7 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from hostile import assert_clean_failure, picture
+from conftest import assert_clean_failure
+from hostile import picture
 
 RESUME_HINT = "start a new run"
 

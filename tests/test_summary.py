@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from cnnkit.models import get_model, list_models
-from hostile import assert_clean_failure
+from conftest import assert_clean_failure
 
 
 def summary_json(cli, *args) -> dict:

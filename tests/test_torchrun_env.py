@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from hostile import assert_clean_failure
+from conftest import assert_clean_failure
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "CNNKIT_DDP_TIMEOUT")
 MASTER = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_cnnkit
-from hostile import assert_clean_failure
+from conftest import assert_clean_failure, run_cnnkit
 
 QUICK = ["--limit", "1500", "--batch-size", "64"]
 

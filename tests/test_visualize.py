@@ -13,7 +13,7 @@ from PIL import Image
 from cnnkit.data.resolve import load_dataset
 from cnnkit.viz.filters import apply_kernel, feature_maps, filter_images, find_conv_layer
 from cnnkit.viz.kernels import PRESETS, parse_kernel
-from hostile import assert_clean_failure, digests
+from conftest import assert_clean_failure, digests
 
 
 def assert_png(path: Path, min_width: int = 200) -> None:
@@ -22,14 +22,8 @@ def assert_png(path: Path, min_width: int = 200) -> None:
 
 
 @pytest.fixture(scope="module")
-def lenet_run(tmp_path_factory) -> Path:
-    from cnnkit.engine.config import TrainConfig
-    from cnnkit.engine.progress import Reporter
-    from cnnkit.engine.runner import start_training
-
-    config = TrainConfig(model="lenet", dataset="mnist-sample", epochs=1, limit=256, val_split=0.05, device="cpu",
-                         out=str(tmp_path_factory.mktemp("runs")))
-    return Path(start_training(config, Reporter(quiet=True))["run_dir"])
+def lenet_run(tiny_run) -> Path:
+    return tiny_run("lenet")
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -113,14 +107,8 @@ def test_bad_checkpoints_fail_cleanly(cli, lenet_run, tmp_path):
 
 
 @pytest.mark.parametrize("model", ["perceptron", "mlp"])
-def test_a_model_without_conv_layers_is_a_clean_error_naming_it(cli, tmp_path, model):
-    from cnnkit.engine.config import TrainConfig
-    from cnnkit.engine.progress import Reporter
-    from cnnkit.engine.runner import start_training
-
-    config = TrainConfig(model=model, dataset="mnist-sample", epochs=1, limit=64, val_split=0.05, device="cpu",
-                         out=str(tmp_path / "runs"))
-    run = Path(start_training(config, Reporter(quiet=True))["run_dir"])
+def test_a_model_without_conv_layers_is_a_clean_error_naming_it(cli, tiny_run, tmp_path, model):
+    run = tiny_run(model, limit=64)
     before = digests(run)
     code, out, stderr = cli("visualize-filter", "--checkpoint", run, "--out", tmp_path / "x.png")
     lines = assert_clean_failure(code, stderr, 1)

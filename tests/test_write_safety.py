@@ -11,12 +11,12 @@ import shutil
 import stat
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from hostile import assert_clean_failure, digests, picture
+from conftest import assert_clean_failure, digests, write_digits_idx
+from hostile import picture
 
 MODES = {0o022: 0o644, 0o077: 0o600}
 
@@ -67,17 +67,6 @@ def _through_atomic_path(atomic_path, target: Path) -> None:
             f.write(b"new")
 
 
-def _digits(root: Path) -> Path:
-    from cnnkit.data.catalog import load_mnist_sample
-    from cnnkit.data.idx import write_idx
-
-    splits, _ = load_mnist_sample()
-    for prefix, split, n in (("train", "train", 64), ("t10k", "test", 32)):
-        write_idx(root / f"{prefix}-images-idx3-ubyte", splits[split].images[:n, 0].numpy())
-        write_idx(root / f"{prefix}-labels-idx1-ubyte", splits[split].labels[:n].numpy().astype(np.uint8))
-    return root
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     old = os.umask(0o022)
@@ -87,7 +76,7 @@ def trained(tmp_path_factory) -> Path:
         from cnnkit.engine.runner import start_training
 
         root = tmp_path_factory.mktemp("safety")
-        data = _digits(root)
+        data = write_digits_idx(root, train=64, test=32)
         config = TrainConfig(model="perceptron", dataset=str(data), epochs=1, batch_size=32, out=str(root / "runs"),
                              name="one", device="cpu", schedule="none")
         return Path(start_training(config, Reporter(quiet=True))["run_dir"])

@@ -14,7 +14,7 @@ from cnnkit.cli import (  # noqa: F401  (registration side effects)
     finetune,
     evaluate,
     predict,
-    export,
+    export_idx,
 )
 
 __all__ = ["app"]

@@ -13,7 +13,8 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from enum import Enum
+from typing import Annotated, Any, Callable
 
 import typer
 
@@ -196,7 +197,7 @@ def stdout_console():
     return Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
-# Options shared across commands. Names are public interface (see DESIGN.md).
+# Options shared across commands. Their names are public interface: scripts call them (README, "Commands").
 DataDirOption = Annotated[
     Path,
     typer.Option("--data-dir", envvar="CNNKIT_DATA", help="Root for downloaded datasets.", show_default=True),
@@ -212,4 +213,12 @@ MAX_WORKERS = 256  # processes
 SeedOption = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Random seed for weights, data order and augmentation.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the result on stdout; no progress.")]
-OptionalPath = Optional[Path]
+
+
+class Split(str, Enum):
+    """The split names `--split` takes; each command accepts its subset as a Literal of these members."""
+
+    train = "train"
+    val = "val"  # training's validation split
+    test = "test"
+    all = "all"  # every split the dataset has

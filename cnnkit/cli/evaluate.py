@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
 from cnnkit.cli.app import app
-from cnnkit.cli.common import MAX_BATCH_SIZE, DeviceOption, JsonOption, QuietOption, handle_errors, print_json, stdout_console
+from cnnkit.cli.common import MAX_BATCH_SIZE, DeviceOption, JsonOption, QuietOption, Split, handle_errors, print_json, stdout_console
 
 # Beyond this many classes the confusion table is too wide for a terminal; JSON and the PNG still have it.
 MAX_TABLE_CLASSES = 20
 MAX_TOP_K = 1000  # ImageNet's class count
 MAX_WORST = 100  # a gallery of 20 rows of 5: past that it is too tall to draw or to read
-
-
-class SplitName(str, Enum):
-    test = "test"
-    val = "val"
-    train = "train"
 
 
 @app.command(
@@ -32,7 +25,7 @@ class SplitName(str, Enum):
 def evaluate(
     checkpoint: Annotated[str, typer.Argument(help="A checkpoint file, or a run directory (its best.pt).", show_default=False)],
     dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Dataset to evaluate on; default: the one the checkpoint was trained on.")] = None,
-    split: Annotated[Optional[SplitName], typer.Option("--split", help="test, val (training's validation split) or train; default: test if the dataset has one, else val.")] = None,
+    split: Annotated[Optional[Literal[Split.test, Split.val, Split.train]], typer.Option("--split", help="test, val (training's validation split) or train; default: test if the dataset has one, else val.")] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, max=MAX_TOP_K, help="Also report top-k accuracy for this k.")] = 5,
     confusion: Annotated[Optional[Path], typer.Option("--confusion", help="Write the confusion matrix as a PNG with class names.")] = None,
     misclassified: Annotated[Optional[Path], typer.Option("--misclassified", help="Write DIR/misclassified.png: a gallery of the most confident mistakes.")] = None,

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
 from cnnkit.cli.app import app
-from cnnkit.cli.common import DataDirOption, JsonOption, QuietOption, handle_errors, print_json, stdout_console
-
-
-class SplitChoice(str, Enum):
-    train = "train"
-    test = "test"
-    all = "all"
+from cnnkit.cli.common import DataDirOption, JsonOption, QuietOption, Split, handle_errors, print_json, stdout_console
 
 
 @app.command(
@@ -26,7 +19,7 @@ class SplitChoice(str, Enum):
 @handle_errors
 def inspect_dataset(
     dataset: Annotated[str, typer.Argument(help="Catalog name, image folder or IDX directory.", show_default=False)],
-    split: Annotated[SplitChoice, typer.Option("--split", case_sensitive=False, help="Which split to report.")] = SplitChoice.all,
+    split: Annotated[Literal[Split.train, Split.test, Split.all], typer.Option("--split", case_sensitive=False, help="Which split to report.")] = Split.all,
     verify: Annotated[bool, typer.Option("--verify", help="Decode every file of an image folder; list corrupt, truncated and non-image files (exit 1 if any).")] = False,
     show: Annotated[Optional[int], typer.Option("--show", min=1, max=256, help="Draw the first N images with their class names (needs --out).", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG file for --show.", show_default=False)] = None,
@@ -63,7 +56,7 @@ def inspect_dataset(
         if checked is not None and not json_output:
             _print_verify(checked)
         raise
-    names = [n for n in ("train", "test") if n in data.splits] if split is SplitChoice.all else [split.value]
+    names = [n for n in ("train", "test") if n in data.splits] if split is Split.all else [split.value]
     report = build_report(data, names, root, workers, progress)
     if checked is not None:
         report["verify"] = checked.to_dict()

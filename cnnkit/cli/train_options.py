@@ -1,4 +1,4 @@
-"""Options shared by `train` and `finetune`. Names are public interface (DESIGN.md)."""
+"""Options shared by `train` and `finetune`. Their names are public interface (README, "Commands")."""
 
 from __future__ import annotations
 

@@ -49,7 +49,8 @@ def pick_split(dataset: Dataset, name: str, val_split: float | None, seed: int) 
 
 
 def _listing(classes: list[str]) -> str:
-    # No square brackets: the error line is printed with rich markup.
+    # Names as they are, unquoted. The error line is printed as plain text, not rich markup, so a
+    # class name with square brackets in it shows unchanged.
     shown = ", ".join(classes[:MAX_LISTED_CLASSES])
     return f"({shown}{', ...' if len(classes) > MAX_LISTED_CLASSES else ''}; {len(classes)} classes)"
 

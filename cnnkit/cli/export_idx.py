@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
 from cnnkit.cli.app import app
-from cnnkit.cli.common import DataDirOption, JsonOption, QuietOption, handle_errors, print_json
-from cnnkit.cli.inspect import SplitChoice
+from cnnkit.cli.common import DataDirOption, JsonOption, QuietOption, Split, handle_errors, print_json
 
 
 @app.command(
@@ -21,7 +20,7 @@ from cnnkit.cli.inspect import SplitChoice
 def export_idx(
     dataset: Annotated[str, typer.Argument(help="Catalog name, image folder or IDX directory.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the IDX files into.", show_default=False)],
-    split: Annotated[SplitChoice, typer.Option("--split", case_sensitive=False, help="Which split(s) to write (train -> train-*, test -> t10k-*).")] = SplitChoice.all,
+    split: Annotated[Literal[Split.train, Split.test, Split.all], typer.Option("--split", case_sensitive=False, help="Which split(s) to write (train -> train-*, test -> t10k-*).")] = Split.all,
     gzip: Annotated[bool, typer.Option("--gzip", help="Write .gz files, as MNIST is distributed.")] = False,
     resize: Annotated[Optional[int], typer.Option("--resize", min=1, max=4096, help="Resize images to N x N.", show_default=False)] = None,
     grayscale: Annotated[bool, typer.Option("--grayscale", help="Convert colour images to grey (IDX3, readable by torchvision's MNIST).")] = False,
@@ -36,11 +35,11 @@ def export_idx(
     from cnnkit.data.resolve import load_dataset
     from cnnkit.engine.progress import task_progress
 
-    splits = ["train", "test"] if split is SplitChoice.all else [split.value]
+    splits = ["train", "test"] if split is Split.all else [split.value]
     if not force:  # refuse before spending time on decoding
         refuse_to_overwrite(out, splits)
     data = load_dataset(dataset, data_dir, image_size=resize, progress_factory=task_progress(quiet or json_output))
-    if split is SplitChoice.all:
+    if split is Split.all:
         splits = [name for name in splits if name in data.splits]
 
     def report(record: dict) -> None:
