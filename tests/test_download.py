@@ -410,7 +410,7 @@ def test_weights_download_into_the_torch_hub_cache(cli, server, weights, monkeyp
     assert code == 0, err
     installed = Path(torch.hub.get_dir()) / "checkpoints" / weights.name
     assert out.strip() == str(installed) and installed.read_bytes() == weights.read_bytes()
-    from cnnkit.models.backbones import load_state_dict_file
+    from cnnkit.safeload import load_state_dict_file
 
     assert set(load_state_dict_file(installed)) == {"fc.weight", "fc.bias"}
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from cnnkit.errors import CheckpointError, ModelError
 from cnnkit.models.registry import ModelSpec, register
+from cnnkit.safeload import load_state_dict_file
 
 
 @register(
@@ -73,26 +74,6 @@ def torchvision_architecture(spec: ModelSpec, num_classes: int = 1000) -> nn.Mod
     """The exact torchvision architecture the ImageNet weights belong to."""
     builder = getattr(torchvision.models, spec.name)
     return builder(weights=None, num_classes=num_classes)
-
-
-def load_state_dict_file(path: Path) -> dict:
-    """Read a state_dict safely; refuse anything that is not one."""
-    if path.is_dir():  # "not found" would send the user looking for a file that is there
-        raise CheckpointError(f"weights file {path} is a directory", "pass the state_dict file itself (a .pth or .pt)")
-    if not path.is_file():
-        raise CheckpointError(f"weights file not found: {path}")
-    from cnnkit.engine.checkpoint import safe_torch_load
-
-    try:  # an empty, truncated, foreign or code-running file: one clean error, never a traceback
-        state = safe_torch_load(path)
-    except CheckpointError as exc:
-        raise CheckpointError(f"cannot read weights file {path}: {exc.message}",
-                              "the file must be a state_dict saved with torch.save; cnnkit never unpickles code") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path} is not a state_dict (a dict of parameter tensors)")
-    return state
 
 
 def load_weights_into(model: nn.Module, state: dict, source: str) -> None:
