@@ -80,16 +80,11 @@ def load_checkpoint(path: str | Path, prefer: str = "best", resume: bool | None 
 def build_model(name: str, kwargs: dict):
     """Rebuild a model from a checkpoint's model section (without its weights)."""
     from cnnkit.models import get_model, get_spec
-    from cnnkit.models.backbones import replace_head, torchvision_architecture
+    from cnnkit.models.backbones import finetune_architecture
 
     kwargs = dict(kwargs)
-    arch = kwargs.pop("arch", "cnnkit")
-    if arch == "torchvision":
-        spec = get_spec(name)
-        model = torchvision_architecture(spec)
-        if kwargs["num_classes"] != 1000:
-            replace_head(model, spec, kwargs["num_classes"])
-        return model
+    if kwargs.pop("arch", "cnnkit") == "torchvision":  # finetune's: torchvision's architecture with a new head
+        return finetune_architecture(get_spec(name), kwargs["num_classes"])
     return get_model(name, **kwargs)
 
 
