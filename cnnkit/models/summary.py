@@ -16,7 +16,9 @@ from torch import nn
 
 from cnnkit.errors import CheckpointError, CnnkitError, UsageError
 from cnnkit.limits import MAX_CHANNELS, MAX_PIXELS, MAX_SIDE
-from cnnkit.models.registry import ModelSpec, get_model, get_spec, input_channels_for, input_size_for, list_models
+from cnnkit.models.registry import (
+    ModelSpec, get_model, get_spec, input_channels_for, input_size_for, list_models, pretrained_models,
+)
 from cnnkit.models.surgery import set_frozen
 
 DEFAULT_CLASSES = 10
@@ -109,9 +111,8 @@ def registry_target(name: str, input_size: tuple[int, int, int] | None, data_sha
 
 
 def require_pretrained(spec: ModelSpec) -> None:
+    """--freeze-backbone means finetune's head phase, which only the models with pretrained weights have."""
     if spec.weights is None:
-        from cnnkit.models.registry import pretrained_models
-
         raise UsageError(f"--freeze-backbone applies to models with pretrained weights, not '{spec.name}'",
                          f"use {', '.join(pretrained_models())}")
 
