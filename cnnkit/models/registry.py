@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from cnnkit.errors import ModelError
+
+if TYPE_CHECKING:  # the registry itself stays importable without torch
+    from torchvision.models import WeightsEnum
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class ModelSpec:
     # Channels the architecture requires (grey input is repeated); None: any.
     channels: int | None = None
     # torchvision weights enum member (ResNet18_Weights.IMAGENET1K_V1): URL, transforms, categories.
-    weights: Any = None
+    weights: WeightsEnum | None = None
     # What finetune replaces with its one new Linear, when that is more than `head`: VGG16's
     # tutorial swaps the whole classifier ("classifier") for a Linear on the 25,088 features.
     finetune_head: str | None = None
