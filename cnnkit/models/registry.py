@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Callable
 
 from cnnkit.errors import ModelError
 
-if TYPE_CHECKING:  # the registry itself stays importable without torch
+if TYPE_CHECKING:  # only the annotation needs it; the families that register weights import torchvision
     from torchvision.models import WeightsEnum
 
 
