@@ -20,7 +20,7 @@ from conftest import assert_clean_failure
 
 from cnnkit.data import sources as tables
 from cnnkit.data.catalog import sample_dir
-from cnnkit.data.sources import RemoteFile, weights_file
+from cnnkit.data.sources import RemoteFile, weights_remote_file
 
 MNIST_PATH = "/mnist/"  # the path of torchvision's first MNIST mirror, kept on ours
 REAL_T10K = {p.name: p.read_bytes() for p in sample_dir().glob("t10k-*.gz")}
@@ -398,7 +398,7 @@ def inject_weights(monkeypatch, named: Path) -> None:
     """Point the resnet18 entry at our file's URL; its hash prefix comes from the name, as torch.hub does it."""
     url = f"https://download.pytorch.org/models/{named.name}"
     source = tables.sources()["weights:resnet18"]
-    monkeypatch.setitem(tables.sources(), "weights:resnet18", dataclasses.replace(source, files=(weights_file(url),)))
+    monkeypatch.setitem(tables.sources(), "weights:resnet18", dataclasses.replace(source, files=(weights_remote_file(url),)))
 
 
 def test_weights_download_into_the_torch_hub_cache(cli, server, weights, monkeypatch):
@@ -410,7 +410,7 @@ def test_weights_download_into_the_torch_hub_cache(cli, server, weights, monkeyp
     assert code == 0, err
     installed = Path(torch.hub.get_dir()) / "checkpoints" / weights.name
     assert out.strip() == str(installed) and installed.read_bytes() == weights.read_bytes()
-    from cnnkit.models.backbones import load_state_dict_file
+    from cnnkit.safeload import load_state_dict_file
 
     assert set(load_state_dict_file(installed)) == {"fc.weight", "fc.bias"}
 

@@ -23,11 +23,12 @@ import torchvision
 
 from cnnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint, transform_from_checkpoint
 from cnnkit.engine.config import TrainConfig
-from cnnkit.engine.finetune import head_name, parameter_counts, prepare_finetune, set_frozen
+from cnnkit.engine.finetune import prepare_finetune
 from cnnkit.engine.progress import Reporter
 from cnnkit.engine.trainer import Trainer
 from cnnkit.models import get_spec
-from cnnkit.models.backbones import replace_head, torchvision_architecture, weights_path
+from cnnkit.models.backbones import finetune_architecture, weights_path
+from cnnkit.models.surgery import parameter_counts, set_frozen
 
 from conftest import DATA, assert_clean_failure
 from hostile import write_bad_checkpoint
@@ -105,8 +106,9 @@ def metrics_phases(run: Path) -> list[str]:
 def test_new_head_is_sized_to_the_classes(name, head, in_features):
     spec = get_spec(name)
     with torch.device("meta"):  # shapes only: VGG16's 138M parameters are never allocated
-        model = replace_head(torchvision_architecture(spec), spec, 3)
-    assert head_name(model) == head
+        model = finetune_architecture(spec, 3)
+    assert spec.new_head == head
+    assert [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)][-1] == head  # the last layer
     layer = model.get_submodule(head)
     assert isinstance(layer, torch.nn.Linear)
     assert (layer.in_features, layer.out_features) == (in_features, 3)
@@ -115,8 +117,8 @@ def test_new_head_is_sized_to_the_classes(name, head, in_features):
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
 def test_trainable_and_frozen_counts_match_torchinfo(name):
     spec = get_spec(name)
-    model = replace_head(torchvision_architecture(spec), spec, 2)
-    head = model.get_submodule(head_name(model))
+    model = finetune_architecture(spec, 2)
+    head = model.get_submodule(spec.new_head)
     for frozen in (True, False):
         model.train()
         set_frozen(model, head, frozen)

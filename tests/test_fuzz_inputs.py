@@ -206,7 +206,7 @@ def test_short_non_checkpoint_bytes_are_a_checkpoint_error(tmp_path, payload):
 
 def test_empty_weights_file_is_a_checkpoint_error(tmp_path):
     """`finetune --weights empty.pth` crashed with IndexError on the empty error message."""
-    from cnnkit.models.backbones import load_state_dict_file
+    from cnnkit.safeload import load_state_dict_file
 
     path = tmp_path / "empty.pth"
     path.write_bytes(b"")

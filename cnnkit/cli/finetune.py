@@ -29,7 +29,7 @@ class FinetuneMode(str, Enum):
 @handle_errors
 def finetune(
     ctx: typer.Context,
-    model: Annotated[Optional[str], typer.Argument(help="vgg16, resnet18, mobilenet_v2 (mobilenet) or alexnet; not needed with --resume.", show_default=False)] = None,
+    model: Annotated[Optional[str], typer.Argument(help="A model with ImageNet weights (`cnnkit summary --list` shows them); not needed with --resume.", show_default=False)] = None,
     dataset: opt.Dataset = "cats-dogs",
     weights: Annotated[Optional[Path], typer.Option("--weights", help="A local ImageNet-shaped state_dict instead of the torch hub cache.", show_default=False)] = None,
     mode: Annotated[FinetuneMode, typer.Option("--mode", case_sensitive=False, help="finetune: train the new head on images (then unfreeze); features: run the backbone once, cache its features and train a linear head on them.")] = FinetuneMode.finetune,

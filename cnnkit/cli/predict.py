@@ -21,7 +21,7 @@ CSV_COLUMNS = ("path", "rank", "label", "index", "probability", "error")
 @handle_errors
 def predict(
     inputs: Annotated[list[str], typer.Argument(help="Image files, directories (searched recursively) and glob patterns.", show_default=False)],
-    model: Annotated[str, typer.Option("--model", "-m", help="A checkpoint, a run directory, or a pretrained name (mobilenet_v2, resnet18, vgg16, alexnet).", show_default=False)],
+    model: Annotated[str, typer.Option("--model", "-m", help="A checkpoint, a run directory, or the name of a model with ImageNet weights (`cnnkit summary --list` shows them).", show_default=False)],
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many classes to list per image.")] = 5,
     csv_output: Annotated[bool, typer.Option("--csv", help="Print CSV: one row per image and rank.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 64,

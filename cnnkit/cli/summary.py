@@ -44,7 +44,11 @@ def summary(
     if checkpoint is not None:
         if dataset is not None or classes is not None:
             raise UsageError("a checkpoint knows its input and classes; drop --dataset/--classes", "override the input with --input-size C,H,W")
-        target = core.checkpoint_target(checkpoint, core.parse_input_size(input_size) if input_size else None, freeze_backbone)
+        fed = core.parse_input_size(input_size) if input_size else None
+        from cnnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint
+
+        saved = load_checkpoint(checkpoint)
+        target = core.checkpoint_target(saved, model_from_checkpoint(saved), fed, freeze_backbone)
         if model is not None and core.get_spec(model).name != target.name:
             raise UsageError(f"the checkpoint holds '{target.name}', not '{model}'", "leave MODEL out with --checkpoint")
     elif model is None:

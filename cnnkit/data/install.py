@@ -80,12 +80,11 @@ def dataset_source(name: str) -> Source:
 
 def weights_source(model: str) -> Source:
     from cnnkit.models import get_spec
-    from cnnkit.models.backbones import weights_enum
 
     spec = get_spec(model)  # an unknown name is a ModelError listing close matches
     source = tables.sources().get(f"weights:{spec.name}")
     if source is None:
-        weights_enum(spec)  # raises "has no pretrained weights" for the seed models
+        spec.require_weights()  # raises "has no pretrained weights" for the tutorial models
         raise DataError(f"no download is known for {spec.name}'s weights")
     return source
 

@@ -19,7 +19,6 @@ HASH_IN_NAME = re.compile(r"-([a-f0-9]*)\.")
 CATS_DOGS_URL = (
     "https://download.microsoft.com/download/3/E/1/3E1C3F21-ECDB-4869-8368-6DEBA77B919F/kagglecatsanddogs_5340.zip"
 )
-WEIGHT_MODELS = ("vgg16", "resnet18", "mobilenet_v2", "alexnet")
 
 # Upstream sizes in bytes, only for the --list table and progress bars; the sums decide.
 _KNOWN_SIZES = {
@@ -123,7 +122,7 @@ def _cats_dogs() -> Source:
     return Source("cats-dogs", "pets-zip", "Kaggle Cats vs. Dogs, PetImages/{Cat,Dog} (Microsoft)", (archive,), "PetImages")
 
 
-def weights_file(url: str, size: int | None = None) -> RemoteFile:
+def weights_remote_file(url: str, size: int | None = None) -> RemoteFile:
     """A weights file whose name carries its sha256 prefix, as torch.hub checks it.
 
     `size` comes from torchvision's `_file_size`, MB rounded to three decimals: approximate.
@@ -135,13 +134,13 @@ def weights_file(url: str, size: int | None = None) -> RemoteFile:
 
 
 def _weights(model: str) -> Source:
+    """The download of a model's ImageNet weights, from its spec's torchvision weights enum."""
     from cnnkit.models import get_spec
-    from cnnkit.models.backbones import weights_enum
 
-    entry = weights_enum(get_spec(model))
+    entry = get_spec(model).require_weights()
     megabytes = entry.meta.get("_file_size")
     size = int(megabytes * 1024 * 1024) if megabytes else None
-    return Source(f"weights:{model}", "weights", f"{model} ImageNet weights (torchvision)", (weights_file(entry.url, size),), "checkpoints")
+    return Source(f"weights:{model}", "weights", f"{model} ImageNet weights (torchvision)", (weights_remote_file(entry.url, size),), "checkpoints")
 
 
 _TABLE: dict[str, Source] | None = None
@@ -151,12 +150,14 @@ def sources() -> dict[str, Source]:
     """Everything cnnkit knows how to download, keyed by dataset name or 'weights:<model>'."""
     global _TABLE
     if _TABLE is None:
+        from cnnkit.models.registry import pretrained_models
+
         table = [
             _torchvision_idx("mnist", "MNIST", "MNIST digits, IDX .gz (torchvision)"),
             _torchvision_idx("fashion-mnist", "FashionMNIST", "Fashion-MNIST, IDX .gz (torchvision)"),
             _cifar10(),
             _cats_dogs(),
-            *(_weights(model) for model in WEIGHT_MODELS),
+            *(_weights(model) for model in pretrained_models()),
         ]
         _TABLE = {source.name: source for source in table}
     return _TABLE
@@ -164,13 +165,6 @@ def sources() -> dict[str, Source]:
 
 def dataset_names() -> list[str]:
     return [name for name, source in sources().items() if source.kind != "weights"]
-
-
-def weights_key(model: str) -> str:
-    """'weights:<canonical model name>' for a model name or alias."""
-    from cnnkit.models import get_spec
-
-    return f"weights:{get_spec(model).name}"
 
 
 def hub_dir() -> Path:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import pickle
-import warnings
 from pathlib import Path
 
 import torch
 
 from cnnkit.engine.checkpoint_schema import validate_checkpoint
 from cnnkit.errors import CheckpointError
-from cnnkit.fileio import atomic_torch_save, corrupt_zip_member
+from cnnkit.fileio import atomic_torch_save
+from cnnkit.safeload import safe_torch_load
 
 FORMAT = "cnnkit.checkpoint"
 VERSION = 1
@@ -51,52 +50,6 @@ def resolve_checkpoint_path(path: str | Path, prefer: str = "best") -> Path:
     return path
 
 
-def _check_crcs(path: Path) -> None:
-    """Unlike torch.load, refuse a checkpoint whose zip CRCs fail: it would load as silently wrong weights."""
-    import zipfile
-
-    try:
-        if not zipfile.is_zipfile(path):
-            return  # the legacy format, or not a zip at all: torch.load says what is wrong
-        bad = corrupt_zip_member(path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError) as exc:
-        raise CheckpointError(f"{path} is truncated or not a PyTorch file ({exc})",
-                              "the previous good checkpoint of a run is its best.pt or last.pt") from None
-    except OSError as exc:
-        if isinstance(exc, (PermissionError, IsADirectoryError)):
-            raise
-        raise CheckpointError(f"{path} cannot be read ({exc})") from None
-    if bad is not None:
-        raise CheckpointError(f"{path} is corrupt: {bad.split('/', 1)[-1]} fails its CRC check",
-                              "the file was damaged on disk or in transfer; use another copy, or the run's other checkpoint")
-
-
-def safe_torch_load(path: Path):
-    """torch.load with weights_only=True; every way a file can be bad becomes a CheckpointError."""
-    _check_crcs(path)
-    try:
-        with warnings.catch_warnings():
-            # A damaged legacy file makes torch warn about its pickle protocol before failing: our error says it all.
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        text = str(exc)
-        if "Unsupported global" in text or "GLOBAL" in text:  # the pickle names a callable: it would run code
-            raise CheckpointError(
-                f"refused to load {path}: it holds pickled code or objects, not plain tensors and values",
-                "cnnkit loads checkpoints with weights_only=True and never runs code from a file",
-            ) from None
-        raise CheckpointError(f"{path} is not a PyTorch file", "pass a .pt file written by torch.save") from None
-    except Exception as exc:  # the legacy unpickler meets damaged bytes with KeyError, IndexError, EOFError...
-        if isinstance(exc, (PermissionError, IsADirectoryError)):
-            raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "empty or cut short"
-        raise CheckpointError(
-            f"{path} is truncated or not a PyTorch file ({first[:160]})",
-            "the previous good checkpoint of a run is its best.pt or last.pt",
-        ) from None
-
-
 def load_checkpoint(path: str | Path, prefer: str = "best", resume: bool | None = None) -> dict:
     """Load and validate a cnnkit checkpoint; never unpickle code.
 
@@ -127,16 +80,11 @@ def load_checkpoint(path: str | Path, prefer: str = "best", resume: bool | None 
 def build_model(name: str, kwargs: dict):
     """Rebuild a model from a checkpoint's model section (without its weights)."""
     from cnnkit.models import get_model, get_spec
-    from cnnkit.models.backbones import replace_head, torchvision_architecture
+    from cnnkit.models.backbones import finetune_architecture
 
     kwargs = dict(kwargs)
-    arch = kwargs.pop("arch", "cnnkit")
-    if arch == "torchvision":
-        spec = get_spec(name)
-        model = torchvision_architecture(spec)
-        if kwargs["num_classes"] != 1000:
-            replace_head(model, spec, kwargs["num_classes"])
-        return model
+    if kwargs.pop("arch", "cnnkit") == "torchvision":  # finetune's: torchvision's architecture with a new head
+        return finetune_architecture(get_spec(name), kwargs["num_classes"])
     return get_model(name, **kwargs)
 
 

@@ -34,8 +34,9 @@ from cnnkit.engine.state import seed_everything
 from cnnkit.engine.trainer import Phase, Trainer, TrainSetup
 from cnnkit.errors import ModelError, UsageError
 from cnnkit.models import get_spec
-from cnnkit.models.backbones import build_pretrained, replace_head, weights_enum, weights_path
-from cnnkit.models.registry import ModelSpec
+from cnnkit.models.backbones import build_pretrained, weights_path
+from cnnkit.models.registry import ModelSpec, pretrained_models
+from cnnkit.models.surgery import parameter_counts, replace_head, set_frozen
 
 MODES = ("finetune", "features")
 # Head epochs when neither --head-epochs nor --epochs is given. A features
@@ -50,36 +51,9 @@ def pretrained_spec(name: str) -> ModelSpec:
     if spec.weights is None:
         raise ModelError(
             f"model '{spec.name}' has no ImageNet weights to fine-tune",
-            "finetune works with vgg16, resnet18, mobilenet_v2 (mobilenet) and alexnet; use `cnnkit train` for the others",
+            f"finetune works with {', '.join(pretrained_models())}; use `cnnkit train` for the others",
         )
     return spec
-
-
-def head_name(model: nn.Module) -> str:
-    """The head replace_head put in: the last Linear (ResNet's fc, VGG's classifier, the others' classifier[-1])."""
-    return [name for name, module in model.named_modules() if isinstance(module, nn.Linear)][-1]
-
-
-def weights_file(cfg: TrainConfig, spec: ModelSpec) -> Path:
-    return Path(cfg.weights).expanduser() if cfg.weights else weights_path(spec)
-
-
-def set_frozen(model: nn.Module, head: nn.Module, frozen: bool) -> None:
-    """Freeze all but the head (or nothing). Frozen BatchNorm keeps its running statistics."""
-    head_params = {id(p) for p in head.parameters()}
-    head_modules = {id(m) for m in head.modules()}
-    for param in model.parameters():
-        param.requires_grad = not frozen or id(param) in head_params
-    if frozen:
-        for module in model.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm) and id(module) not in head_modules:
-                module.eval()
-
-
-def parameter_counts(model: nn.Module) -> dict:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return {"trainable": trainable, "frozen": total - trainable}
 
 
 # ---- phases -------------------------------------------------------------------------
@@ -188,12 +162,11 @@ def prepare_finetune(cfg: TrainConfig, reporter: Reporter, run_dir: Path | None 
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     # Before any data is read: a missing download, a missing file or weights that do not fit fail here.
-    weights = weights_file(cfg, spec)
-    model = build_pretrained(spec, 1000, weights if cfg.weights else None)
+    weights = weights_path(spec, cfg.weights)
+    model = build_pretrained(spec, weights_file=cfg.weights)
     # The weights' own preprocessing: resize 256, center crop 224, ImageNet mean/std.
-    preset = weights_enum(spec).transforms()
-    crop, resize = int(preset.crop_size[0]), int(preset.resize_size[0])
-    mean, std = [float(m) for m in preset.mean], [float(s) for s in preset.std]
+    preset = spec.preprocessing
+    crop, resize, mean, std = preset.crop, preset.resize, list(preset.mean), list(preset.std)
     dataset = prepare_data(cfg, reporter, crop, resize_to=resize)
     train_split, val_split, val_source = training_splits(cfg, dataset)
     if tuple(dataset.size) != (crop, crop):
@@ -204,7 +177,7 @@ def prepare_finetune(cfg: TrainConfig, reporter: Reporter, run_dir: Path | None 
     replace_head(model, spec, num_classes)
     channels_last = place_model(model, device)
     amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
-    name = head_name(model)
+    name = spec.new_head
     head = model.get_submodule(name)
     phases = finetune_phases(cfg)
     counts = phase_counts(model, head, phases)

@@ -320,9 +320,8 @@ class PretrainedClassifier:
 
     def __init__(self, spec, device: torch.device):
         from cnnkit.errors import ModelError
-        from cnnkit.models.backbones import build_pretrained, weights_enum, weights_path
+        from cnnkit.models.backbones import build_pretrained, weights_path
 
-        weights = weights_enum(spec)
         path = weights_path(spec)
         if not path.is_file():  # never reach for the network: say how to fetch them
             raise ModelError(
@@ -331,8 +330,8 @@ class PretrainedClassifier:
             )
         self.model = build_pretrained(spec, weights_file=path).eval().to(device)
         self.source = str(path)
-        self.decode = PretrainedDecoder(weights.transforms())
-        self.classes = list(weights.meta["categories"])
+        self.decode = PretrainedDecoder(spec.transforms())
+        self.classes = spec.categories
         self.device = device
 
     @torch.inference_mode()
@@ -349,9 +348,9 @@ def open_classifier(model: str, device: torch.device):
 
         return CheckpointClassifier(load_checkpoint(path), device)
     from cnnkit.errors import ModelError
-    from cnnkit.models import get_spec
+    from cnnkit.models.registry import get_spec, pretrained_models
 
-    pretrained = "mobilenet_v2, resnet18, vgg16, alexnet"
+    pretrained = ", ".join(pretrained_models())
     try:
         spec = get_spec(model)
     except ModelError as exc:

@@ -1,7 +1,9 @@
 """Model registry and families. Importing this package registers every model."""
 
-from cnnkit.models import alexnet, backbones, seed  # noqa: F401  (registration side effects)
+from cnnkit.models import alexnet, backbones, tutorials  # noqa: F401  (registration side effects)
 from cnnkit.models.init import INIT_SCHEMES, initialise
-from cnnkit.models.registry import ModelSpec, get_model, get_spec, list_aliases, list_models
+from cnnkit.models.registry import ModelSpec, get_model, get_spec, list_aliases, list_models, pretrained_models
 
-__all__ = ["INIT_SCHEMES", "ModelSpec", "get_model", "get_spec", "initialise", "list_aliases", "list_models"]
+__all__ = [
+    "INIT_SCHEMES", "ModelSpec", "get_model", "get_spec", "initialise", "list_aliases", "list_models", "pretrained_models",
+]

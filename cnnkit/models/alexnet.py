@@ -7,6 +7,7 @@ the layout those weights were trained on); see backbones.py.
 from __future__ import annotations
 
 from torch import nn
+from torchvision.models import AlexNet_Weights
 
 from cnnkit.models.registry import register
 
@@ -49,7 +50,8 @@ class AlexNet(nn.Module):
     "alexnet",
     "AlexNet 96/256/384/384/256, dropout 0.5, 224x224 input",
     native_size=224,
-    weights="AlexNet_Weights.IMAGENET1K_V1",
+    head="classifier.6",
+    weights=AlexNet_Weights.IMAGENET1K_V1,
 )
 def alexnet(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     return AlexNet(in_channels, num_classes)

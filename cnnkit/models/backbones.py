@@ -12,9 +12,12 @@ from pathlib import Path
 import torch
 import torchvision
 from torch import nn
+from torchvision.models import MobileNet_V2_Weights, ResNet18_Weights, VGG16_Weights
 
 from cnnkit.errors import CheckpointError, ModelError
 from cnnkit.models.registry import ModelSpec, register
+from cnnkit.models.surgery import replace_head
+from cnnkit.safeload import load_state_dict_file
 
 
 @register(
@@ -22,7 +25,9 @@ from cnnkit.models.registry import ModelSpec, register
     "VGG16 (torchvision); ImageNet weights available",
     native_size=224,
     channels=3,
-    weights="VGG16_Weights.IMAGENET1K_V1",
+    head="classifier.6",
+    finetune_head="classifier",  # the seed tutorial's VGG16 head: one Linear on the 25,088 features
+    weights=VGG16_Weights.IMAGENET1K_V1,
     aliases=("vgg",),
 )
 def vgg16(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
@@ -34,7 +39,8 @@ def vgg16(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     "ResNet18 (torchvision); ImageNet weights available",
     native_size=224,
     channels=3,
-    weights="ResNet18_Weights.IMAGENET1K_V1",
+    head="fc",
+    weights=ResNet18_Weights.IMAGENET1K_V1,
     aliases=("resnet",),
 )
 def resnet18(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
@@ -46,53 +52,31 @@ def resnet18(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     "MobileNetV2 (torchvision); ImageNet weights available",
     native_size=224,
     channels=3,
-    weights="MobileNet_V2_Weights.IMAGENET1K_V1",
+    head="classifier.1",
+    weights=MobileNet_V2_Weights.IMAGENET1K_V1,
     aliases=("mobilenet", "mobilenetv2"),
 )
 def mobilenet_v2(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     return torchvision.models.mobilenet_v2(weights=None, num_classes=num_classes)
 
 
-def weights_enum(spec: ModelSpec):
-    """The torchvision weights entry (with .url, .transforms, .meta) for a model."""
-    if spec.weights is None:
-        raise ModelError(
-            f"model '{spec.name}' has no pretrained weights",
-            "pretrained weights exist for vgg16, resnet18, mobilenet_v2 and alexnet",
-        )
-    return torchvision.models.get_weight(spec.weights)
-
-
-def weights_path(spec: ModelSpec) -> Path:
-    """Where torch.hub keeps (or would keep) the weights file for this model."""
-    url = weights_enum(spec).url
+def weights_path(spec: ModelSpec, given: str | Path | None = None) -> Path:
+    """The state_dict file pretrained weights come from: `given` (finetune --weights), else torch hub's
+    cache, where torchvision keeps (or would keep) them under its own file name."""
+    if given:
+        return Path(given).expanduser()
+    url = spec.require_weights().url
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
-def torchvision_architecture(spec: ModelSpec, num_classes: int = 1000) -> nn.Module:
-    """The exact torchvision architecture the ImageNet weights belong to."""
-    builder = getattr(torchvision.models, spec.name)
-    return builder(weights=None, num_classes=num_classes)
+def torchvision_architecture(spec: ModelSpec) -> nn.Module:
+    """The exact torchvision architecture the ImageNet weights belong to, with their head (weights not loaded)."""
+    return torchvision.models.get_model(spec.name, weights=None, num_classes=len(spec.categories))
 
 
-def load_state_dict_file(path: Path) -> dict:
-    """Read a state_dict safely; refuse anything that is not one."""
-    if path.is_dir():  # "not found" would send the user looking for a file that is there
-        raise CheckpointError(f"weights file {path} is a directory", "pass the state_dict file itself (a .pth or .pt)")
-    if not path.is_file():
-        raise CheckpointError(f"weights file not found: {path}")
-    from cnnkit.engine.checkpoint import safe_torch_load
-
-    try:  # an empty, truncated, foreign or code-running file: one clean error, never a traceback
-        state = safe_torch_load(path)
-    except CheckpointError as exc:
-        raise CheckpointError(f"cannot read weights file {path}: {exc.message}",
-                              "the file must be a state_dict saved with torch.save; cnnkit never unpickles code") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path} is not a state_dict (a dict of parameter tensors)")
-    return state
+def finetune_architecture(spec: ModelSpec, num_classes: int) -> nn.Module:
+    """What finetune trains and saves: torchvision's architecture with a new head (weights not loaded)."""
+    return replace_head(torchvision_architecture(spec), spec, num_classes)
 
 
 def load_weights_into(model: nn.Module, state: dict, source: str) -> None:
@@ -117,26 +101,9 @@ def load_weights_into(model: nn.Module, state: dict, source: str) -> None:
     model.load_state_dict(state)
 
 
-def replace_head(model: nn.Module, spec: ModelSpec, num_classes: int) -> nn.Module:
-    """Swap the ImageNet classifier for a new one sized to the dataset's classes."""
-    if spec.name == "resnet18":
-        model.fc = nn.Linear(model.fc.in_features, num_classes)
-    elif spec.name == "vgg16":
-        # The seed tutorial's VGG16 head: a single Linear on the 25,088 features.
-        model.classifier = nn.Linear(model.classifier[0].in_features, num_classes)
-    else:  # mobilenet_v2 and alexnet: keep dropout, replace the last Linear
-        last = model.classifier[-1]
-        model.classifier[-1] = nn.Linear(last.in_features, num_classes)
-    return model
-
-
-def head_module_name(spec: ModelSpec) -> str:
-    return "fc" if spec.name == "resnet18" else "classifier"
-
-
-def build_pretrained(spec: ModelSpec, num_classes: int = 1000, weights_file: Path | None = None) -> nn.Module:
-    """torchvision's architecture with ImageNet (or the given) weights and a fitting head."""
-    path = Path(weights_file) if weights_file else weights_path(spec)
+def build_pretrained(spec: ModelSpec, num_classes: int | None = None, weights_file: str | Path | None = None) -> nn.Module:
+    """torchvision's architecture with ImageNet (or the given) weights; with `num_classes`, a new head that size."""
+    path = weights_path(spec, weights_file)
     if weights_file is None and not path.is_file():
         raise ModelError(
             f"ImageNet weights for {spec.name} are not in the torch hub cache ({path})",
@@ -144,6 +111,4 @@ def build_pretrained(spec: ModelSpec, num_classes: int = 1000, weights_file: Pat
         )
     model = torchvision_architecture(spec)
     load_weights_into(model, load_state_dict_file(path), str(path))
-    if num_classes != 1000:
-        replace_head(model, spec, num_classes)
-    return model
+    return model if num_classes is None else replace_head(model, spec, num_classes)

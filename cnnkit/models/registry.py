@@ -1,32 +1,90 @@
-"""One registry for every model: names, aliases, native input sizes and builders."""
+"""One registry for every model: names, aliases, heads, native input sizes, weights and builders."""
 
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from cnnkit.errors import ModelError
+
+if TYPE_CHECKING:  # only the annotation needs it; the families that register weights import torchvision
+    from torchvision.models import WeightsEnum
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The input a model's pretrained weights expect: resize the short side, center-crop, normalise."""
+
+    resize: int
+    crop: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
 
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """Every fact of one model, given once where it is registered."""
+
     name: str
     builder: Callable
     description: str
+    # Attribute path of the final classifier layer (a Linear) in what `builder` returns, and in
+    # torchvision's architecture for the pretrained models: "fc", "classifier.6", ...
+    head: str
     # Input size the architecture is built for. None: the builder adapts to any size.
     native_size: int | None = None
     # Size to resize to when the data has no single size and the model adapts.
     default_size: int = 28
     # Channels the architecture requires (grey input is repeated); None: any.
     channels: int | None = None
-    # torchvision weights enum, "VGG16_Weights.IMAGENET1K_V1" style, for pretrained use.
-    weights: str | None = None
+    # torchvision weights enum member (ResNet18_Weights.IMAGENET1K_V1): URL, transforms, categories.
+    weights: WeightsEnum | None = None
+    # What finetune replaces with its one new Linear, when that is more than `head`: VGG16's
+    # tutorial swaps the whole classifier ("classifier") for a Linear on the 25,088 features.
+    finetune_head: str | None = None
     aliases: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def new_head(self) -> str:
+        """Where finetune's new head sits once replace_head put it in."""
+        return self.finetune_head or self.head
+
+    def require_weights(self):
+        """The torchvision weights enum member; a ModelError for a model that has none."""
+        if self.weights is None:
+            raise ModelError(
+                f"model '{self.name}' has no pretrained weights",
+                f"pretrained weights exist for {', '.join(pretrained_models())}",
+            )
+        return self.weights
+
+    @property
+    def categories(self) -> list[str]:
+        """The class names the pretrained weights predict (ImageNet's 1000)."""
+        return list(self.require_weights().meta["categories"])
+
+    def transforms(self):
+        """torchvision's preprocessing for the weights, as a callable on PIL images."""
+        return self.require_weights().transforms()
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The weights' transforms as plain values, for cnnkit's batched transform."""
+        preset = self.transforms()
+        return Preprocessing(
+            resize=int(preset.resize_size[0]), crop=int(preset.crop_size[0]),
+            mean=tuple(float(m) for m in preset.mean), std=tuple(float(s) for s in preset.std),
+        )
 
 
 _MODELS: dict[str, ModelSpec] = {}
 _ALIASES: dict[str, str] = {}
+
+
+def _key(name: str) -> str:
+    """The form names are compared in: case and `-`/`_` do not matter."""
+    return name.strip().lower().replace("-", "_")
 
 
 def register(name: str, description: str, **options) -> Callable:
@@ -34,6 +92,11 @@ def register(name: str, description: str, **options) -> Callable:
 
     def decorate(builder: Callable) -> Callable:
         spec = ModelSpec(name=name, builder=builder, description=description, **options)
+        taken = {_key(known) for known in (*_MODELS, *_ALIASES)}
+        for new in (name, *spec.aliases):
+            if _key(new) in taken:  # a second one would silently shadow the first in get_spec
+                raise ModelError(f"model name '{new}' is registered twice", f"registering '{name}'")
+            taken.add(_key(new))
         _MODELS[name] = spec
         for alias in spec.aliases:
             _ALIASES[alias] = name
@@ -46,19 +109,23 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
+def pretrained_models() -> list[str]:
+    """The models with pretrained (ImageNet) weights: what finetune, predict and download --weights take."""
+    return sorted(name for name, spec in _MODELS.items() if spec.weights is not None)
+
+
 def list_aliases() -> dict[str, str]:
     return dict(_ALIASES)
 
 
 def get_spec(name: str) -> ModelSpec:
-    """Look a model up by name or alias; `-` and `_` are interchangeable."""
-    key = name.strip().lower()
-    for candidate in (key, key.replace("-", "_"), key.replace("_", "-")):
-        candidate = _ALIASES.get(candidate, candidate)
-        if candidate in _MODELS:
-            return _MODELS[candidate]
+    """Look a model up by name or alias; case and `-`/`_` do not matter."""
+    key = _key(name)
+    for known, target in (*((n, n) for n in _MODELS), *_ALIASES.items()):
+        if _key(known) == key:
+            return _MODELS[target]
     known = list(_MODELS) + list(_ALIASES)
-    close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
+    close = difflib.get_close_matches(name.strip().lower(), known, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}?" if close else f"known models: {', '.join(list_models())}"
     raise ModelError(f"unknown model '{name}'", hint)
 
@@ -74,20 +141,9 @@ def input_channels_for(spec: ModelSpec, data_channels: int) -> int:
     return spec.channels if spec.channels is not None else data_channels
 
 
-def get_model(
-    name: str,
-    in_channels: int = 1,
-    num_classes: int = 10,
-    image_size: int | None = None,
-    pretrained: bool = False,
-    **kwargs,
-):
-    """Build a registered model. It returns logits of shape (N, num_classes)."""
+def get_model(name: str, in_channels: int = 1, num_classes: int = 10, image_size: int | None = None, **kwargs):
+    """Build a registered model, freshly initialised. It returns logits of shape (N, num_classes)."""
     spec = get_spec(name)
     size = input_size_for(spec, image_size)
-    if pretrained:
-        from cnnkit.models.backbones import build_pretrained
-
-        return build_pretrained(spec, num_classes)
     channels = input_channels_for(spec, in_channels)
     return spec.builder(in_channels=channels, num_classes=num_classes, image_size=size, **kwargs)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -17,7 +16,10 @@ from torch import nn
 
 from cnnkit.errors import CheckpointError, CnnkitError, UsageError
 from cnnkit.limits import MAX_CHANNELS, MAX_PIXELS, MAX_SIDE
-from cnnkit.models.registry import get_model, get_spec, input_channels_for, input_size_for, list_models
+from cnnkit.models.registry import (
+    ModelSpec, get_model, get_spec, input_channels_for, input_size_for, list_models, pretrained_models,
+)
+from cnnkit.models.surgery import set_frozen
 
 DEFAULT_CLASSES = 10
 # Without --dataset, summarise for train's default dataset (mnist-sample): grey images.
@@ -66,15 +68,6 @@ def check_input_size(size: tuple[int, int, int], source: str, error: type[Cnnkit
     return size
 
 
-def freeze_all_but_head(model: nn.Module) -> str:
-    """Freeze the backbone exactly as finetune's head phase does; returns the head's name."""
-    from cnnkit.engine.finetune import head_name, set_frozen
-
-    head = head_name(model)
-    set_frozen(model, model.get_submodule(head), frozen=True)
-    return head
-
-
 def _meta(build: Callable[[], nn.Module]) -> nn.Module:
     with torch.device("meta"):
         return build()
@@ -100,17 +93,13 @@ def registry_target(name: str, input_size: tuple[int, int, int] | None, data_sha
         if data_side is not None and side != data_side:
             notes.append(f"{spec.name} takes {side}x{side}; training resizes {data_side}x{data_side} images to it")
     if freeze_backbone:
-        if spec.weights is None:
-            raise UsageError(
-                f"--freeze-backbone applies to models with pretrained weights, not '{spec.name}'",
-                "use vgg16, resnet18, mobilenet_v2 or alexnet",
-            )
+        require_pretrained(spec)
         fed = (3, *fed[1:])  # the ImageNet architectures take RGB; grey input is repeated
-        from cnnkit.models.backbones import replace_head, torchvision_architecture
+        from cnnkit.models.backbones import finetune_architecture
 
         def build(side: int) -> nn.Module:
-            model = replace_head(torchvision_architecture(spec), spec, classes)
-            freeze_all_but_head(model)
+            model = finetune_architecture(spec, classes)
+            set_frozen(model, model.get_submodule(spec.new_head), frozen=True)  # as finetune's head phase has it
             return model
 
         notes.append(f"backbone frozen as finetune's head phase has it: only the new {classes}-class head trains")
@@ -121,17 +110,22 @@ def registry_target(name: str, input_size: tuple[int, int, int] | None, data_sha
     return Target(spec.name, lambda side: _meta(lambda: build(side)), fed, classes, notes)
 
 
-def checkpoint_target(path: str | Path, input_size: tuple[int, int, int] | None, freeze_backbone: bool) -> Target:
-    """The trained model as saved: its weights are loaded (and so checked), then summarised."""
-    from cnnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint
+def require_pretrained(spec: ModelSpec) -> None:
+    """--freeze-backbone means finetune's head phase, which only the models with pretrained weights have."""
+    if spec.weights is None:
+        raise UsageError(f"--freeze-backbone applies to models with pretrained weights, not '{spec.name}'",
+                         f"use {', '.join(pretrained_models())}")
 
-    checkpoint = load_checkpoint(path)
-    model = model_from_checkpoint(checkpoint)
+
+def checkpoint_target(checkpoint: dict, model: nn.Module, input_size: tuple[int, int, int] | None,
+                      freeze_backbone: bool) -> Target:
+    """The trained model as saved (its weights already loaded, and so checked), to summarise."""
     spec = get_spec(checkpoint["model"]["name"])
     if freeze_backbone:
-        if spec.weights is None:
-            raise UsageError(f"--freeze-backbone applies to models with pretrained weights, not '{spec.name}'")
-        freeze_all_but_head(model)
+        require_pretrained(spec)
+        # finetune's checkpoints hold torchvision's architecture with the new head; train's the registry's own.
+        finetuned = checkpoint["model"]["kwargs"].get("arch") == "torchvision"
+        set_frozen(model, model.get_submodule(spec.new_head if finetuned else spec.head), frozen=True)
     saved = tuple(int(v) for v in checkpoint["data"]["input_size"])
     fed = input_size or check_input_size(saved, f"{checkpoint['path']}: its input size", CheckpointError)  # type: ignore[arg-type]
     classes = len(checkpoint["data"].get("classes") or []) or int(checkpoint["model"]["kwargs"].get("num_classes", 0))
@@ -190,7 +184,7 @@ def registered_models() -> list[dict]:
         target = registry_target(name, None, None, None, False)
         params = sum(p.numel() for p in target.build(target.input_size[1]).parameters())
         weights = None
-        if spec.weights:
+        if spec.weights is not None:
             weights = "ImageNet (cached)" if weights_path(spec).is_file() else "ImageNet (download)"
         rows.append({
             "name": name,

@@ -17,12 +17,12 @@ def conv_out(size: int, kernel: int, padding: int = 0, stride: int = 1) -> int:
     return (size - kernel + 2 * padding) // stride + 1
 
 
-@register("perceptron", "Flatten + Linear (784->10 on MNIST)", default_size=28)
+@register("perceptron", "Flatten + Linear (784->10 on MNIST)", default_size=28, head="1")
 def perceptron(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * image_size * image_size, num_classes))
 
 
-@register("mlp", "multilayer perceptron 784->100->ReLU->10", default_size=28)
+@register("mlp", "multilayer perceptron 784->100->ReLU->10", default_size=28, head="3")
 def mlp(in_channels: int, num_classes: int, image_size: int, hidden: int = 100) -> nn.Module:
     return nn.Sequential(
         nn.Flatten(),
@@ -32,7 +32,7 @@ def mlp(in_channels: int, num_classes: int, image_size: int, hidden: int = 100) 
     )
 
 
-@register("oneconv", "one Conv2d(9 filters, 5x5) + Linear", default_size=28)
+@register("oneconv", "one Conv2d(9 filters, 5x5) + Linear", default_size=28, head="3")
 def oneconv(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     side = conv_out(image_size, 5)
     return nn.Sequential(
@@ -43,7 +43,7 @@ def oneconv(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     )
 
 
-@register("multilayer-cnn", "Conv(10,5x5) pool Conv(20,5x5) pool Linear(320->10)", default_size=28)
+@register("multilayer-cnn", "Conv(10,5x5) pool Conv(20,5x5) pool Linear(320->10)", default_size=28, head="7")
 def multilayer_cnn(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     side = conv_out(conv_out(conv_out(conv_out(image_size, 5), 2, stride=2), 5), 2, stride=2)
     return nn.Sequential(
@@ -58,7 +58,7 @@ def multilayer_cnn(in_channels: int, num_classes: int, image_size: int) -> nn.Mo
     )
 
 
-@register("cnn", "three 5x5 conv blocks 16/32/64 with padding 2, Linear(64*7*7->10)", default_size=28)
+@register("cnn", "three 5x5 conv blocks 16/32/64 with padding 2, Linear(64*7*7->10)", default_size=28, head="9")
 def cnn(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     side = image_size // 2 // 2
     return nn.Sequential(
@@ -96,12 +96,12 @@ class CnnDropout(nn.Module):
         return self.fc2(self.dropout(x))
 
 
-@register("cnn-dropout", "Conv 10/20 5x5, Dropout2d, Linear 320->50->10", default_size=28)
+@register("cnn-dropout", "Conv 10/20 5x5, Dropout2d, Linear 320->50->10", default_size=28, head="fc2")
 def cnn_dropout(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     return CnnDropout(in_channels, num_classes, image_size)
 
 
-@register("lenet", "CIFAR LeNet: Conv 6/16/120 5x5, MaxPool, Linear 120->64->10", native_size=32)
+@register("lenet", "CIFAR LeNet: Conv 6/16/120 5x5, MaxPool, Linear 120->64->10", native_size=32, head="11")
 def lenet(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     return nn.Sequential(
         nn.Conv2d(in_channels, 6, kernel_size=5),
@@ -119,7 +119,7 @@ def lenet(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     )
 
 
-@register("lenet5", "classic LeNet-5: Conv 6/16 5x5, Linear 400->120->84->10", native_size=32)
+@register("lenet5", "classic LeNet-5: Conv 6/16 5x5, Linear 400->120->84->10", native_size=32, head="11")
 def lenet5(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     return nn.Sequential(
         nn.Conv2d(in_channels, 6, kernel_size=5),
