@@ -21,7 +21,7 @@ from hostile import assert_clean_failure
 
 def train_run(out: Path, **options) -> Path:
     from cnnkit.engine.config import TrainConfig
-    from cnnkit.engine.progress import Reporter
+    from cnnkit.reporting import Reporter
     from cnnkit.engine.runner import start_training
 
     config = TrainConfig(out=str(out), device="cpu", **options)

@@ -25,7 +25,7 @@ import torch
 from cnnkit.data.idx import write_idx
 from cnnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from cnnkit.engine.config import TrainConfig
-from cnnkit.engine.progress import Reporter
+from cnnkit.reporting import Reporter
 from hostile import assert_clean_failure, digests, make_read_only
 
 EPOCHS = 3

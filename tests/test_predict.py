@@ -22,7 +22,7 @@ PETS_CAT = sorted((DATA / "pets-sample" / "Cat").iterdir())[0]
 def mnist_run(tmp_path_factory) -> Path:
     """One small real training run (grey 28x28 digits), shared by the module."""
     from cnnkit.engine.config import TrainConfig
-    from cnnkit.engine.progress import Reporter
+    from cnnkit.reporting import Reporter
     from cnnkit.engine.runner import start_training
 
     out = tmp_path_factory.mktemp("runs")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import re
 from pathlib import Path
 
 import pytest
 
+import cnnkit
 from cnnkit.reporting import QUIET, Reporter, human_bytes
 
 LABEL = "[bold]pets :cat:"  # user text: markup and an emoji code must print as spelled
@@ -104,3 +106,24 @@ def test_the_shared_quiet_reporter_writes_to_the_stderr_of_the_moment(capsys):
 @pytest.mark.parametrize("n, text", [(None, "?"), (0, "0 B"), (1023, "1,023 B"), (1536, "1.5 KiB"), (5 * 2**30, "5.0 GiB")])
 def test_human_bytes(n, text):
     assert human_bytes(n) == text
+
+
+def _cnnkit_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name.split(".")[0] == "cnnkit"}
+
+
+def test_the_reporter_is_a_bottom_helper_that_data_reaches_without_the_engine():
+    package = Path(cnnkit.__file__).parent
+    assert _cnnkit_imports(package / "reporting.py") == set()
+    lower = [p for folder in ("data", "hub") for p in sorted((package / folder).glob("**/*.py"))]
+    assert lower
+    upward = {str(p.relative_to(package)): sorted(name for name in _cnnkit_imports(p)
+                                                  if name.split(".")[1:2] in (["engine"], ["cli"]))
+              for p in lower}
+    assert not {path: names for path, names in upward.items() if names}

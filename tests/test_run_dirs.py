@@ -38,7 +38,7 @@ def digits(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def finished(digits, tmp_path_factory) -> Path:
     from cnnkit.engine.config import TrainConfig
-    from cnnkit.engine.progress import Reporter
+    from cnnkit.reporting import Reporter
     from cnnkit.engine.runner import start_training
 
     out = tmp_path_factory.mktemp("finished")

@@ -24,7 +24,7 @@ def assert_png(path: Path, min_width: int = 200) -> None:
 @pytest.fixture(scope="module")
 def lenet_run(tmp_path_factory) -> Path:
     from cnnkit.engine.config import TrainConfig
-    from cnnkit.engine.progress import Reporter
+    from cnnkit.reporting import Reporter
     from cnnkit.engine.runner import start_training
 
     config = TrainConfig(model="lenet", dataset="mnist-sample", epochs=1, limit=256, val_split=0.05, device="cpu",
@@ -115,7 +115,7 @@ def test_bad_checkpoints_fail_cleanly(cli, lenet_run, tmp_path):
 @pytest.mark.parametrize("model", ["perceptron", "mlp"])
 def test_a_model_without_conv_layers_is_a_clean_error_naming_it(cli, tmp_path, model):
     from cnnkit.engine.config import TrainConfig
-    from cnnkit.engine.progress import Reporter
+    from cnnkit.reporting import Reporter
     from cnnkit.engine.runner import start_training
 
     config = TrainConfig(model=model, dataset="mnist-sample", epochs=1, limit=64, val_split=0.05, device="cpu",
