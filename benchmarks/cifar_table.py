@@ -18,7 +18,7 @@ from pathlib import Path
 from common import table
 
 from cnnkit.engine.config import TrainConfig
-from cnnkit.engine.progress import Reporter
+from cnnkit.reporting import Reporter
 from cnnkit.engine.runner import start_training
 
 TUTORIAL = [0.39, 0.49, 0.52]

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 
 from cnnkit.engine.config import TrainConfig
-from cnnkit.engine.progress import Reporter
+from cnnkit.reporting import Reporter
 from cnnkit.engine.setup import prepare_training
 from cnnkit.engine.trainer import Trainer
 

@@ -36,7 +36,7 @@ from torchvision.transforms import v2
 from cnnkit.data.resolve import load_dataset
 from cnnkit.engine.config import TrainConfig
 from cnnkit.engine.finetune import prepare_finetune
-from cnnkit.engine.progress import Reporter
+from cnnkit.reporting import Reporter
 from cnnkit.models import get_spec
 from cnnkit.models.backbones import weights_path
 

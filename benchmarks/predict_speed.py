@@ -54,7 +54,7 @@ def make_jpegs(folder: Path, count: int, size: int) -> list[Path]:
 def train_checkpoint(tmp: Path, device: torch.device) -> Path:
     """A real LeNet checkpoint: one epoch on a copy of the CIFAR-10 sample shipped with the tests."""
     from cnnkit.engine.config import TrainConfig
-    from cnnkit.engine.progress import Reporter
+    from cnnkit.reporting import Reporter
     from cnnkit.engine.runner import start_training
 
     data = tmp / "cifar10-sample"

@@ -22,7 +22,7 @@ from common import seed_style_train, synthetic_idx_dir, table
 from cnnkit.data.idx import read_idx
 from cnnkit.engine.config import TrainConfig
 from cnnkit.engine.device import resolve_device, usable_cores
-from cnnkit.engine.progress import Reporter
+from cnnkit.reporting import Reporter
 from cnnkit.engine.runner import start_training
 from cnnkit.models import get_model
 

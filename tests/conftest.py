@@ -80,7 +80,7 @@ def tiny_run(tmp_path_factory):
     that no shared run changed.
     """
     from cnnkit.engine.config import TrainConfig
-    from cnnkit.engine.progress import Reporter
+    from cnnkit.reporting import Reporter
     from cnnkit.engine.runner import start_training
 
     trained: dict[tuple, tuple[Path, dict[str, str]]] = {}

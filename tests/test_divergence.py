@@ -106,7 +106,7 @@ def test_a_live_log_line_stops_a_diverging_epoch_at_once(tmp_path):
     epoch at that batch instead of training the rest of it on NaN. A reporter that refreshes every
     batch stands in for the terminal."""
     from cnnkit.engine.config import TrainConfig
-    from cnnkit.engine.progress import Reporter
+    from cnnkit.reporting import Reporter
     from cnnkit.engine.runner import start_training
     from cnnkit.engine.trainer import TrainingDiverged
 

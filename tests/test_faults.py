@@ -23,7 +23,7 @@ import torch
 
 from cnnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from cnnkit.engine.config import TrainConfig
-from cnnkit.engine.progress import Reporter
+from cnnkit.reporting import Reporter
 from conftest import assert_clean_failure, digests, write_digits_idx
 from hostile import make_read_only
 

@@ -24,7 +24,7 @@ import torchvision
 from cnnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint, transform_from_checkpoint
 from cnnkit.engine.config import TrainConfig
 from cnnkit.engine.finetune import prepare_finetune
-from cnnkit.engine.progress import Reporter
+from cnnkit.reporting import Reporter
 from cnnkit.engine.trainer import Trainer
 from cnnkit.models import get_spec
 from cnnkit.models.backbones import finetune_architecture, weights_path

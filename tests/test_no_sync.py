@@ -27,7 +27,7 @@ from cnnkit.data.dataset import TensorSplit
 from cnnkit.data.transforms import BatchTransform
 from cnnkit.engine.config import TrainConfig
 from cnnkit.engine.evaluation import run_evaluation
-from cnnkit.engine.progress import Reporter
+from cnnkit.reporting import Reporter
 from cnnkit.engine.runner import start_training
 from cnnkit.engine.setup import prepare_training
 from cnnkit.engine.trainer import Trainer

@@ -242,7 +242,7 @@ def test_openmp_threads_sleep_unless_the_user_says_otherwise(preset, expected):
 
 def test_amp_runs_bf16_autocast_on_the_cpu(tmp_path):
     from cnnkit.engine.config import TrainConfig
-    from cnnkit.engine.progress import Reporter
+    from cnnkit.reporting import Reporter
     from cnnkit.engine.setup import prepare_training
     from cnnkit.engine.trainer import Trainer
 

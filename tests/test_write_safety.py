@@ -72,7 +72,7 @@ def trained(tmp_path_factory) -> Path:
     old = os.umask(0o022)
     try:
         from cnnkit.engine.config import TrainConfig
-        from cnnkit.engine.progress import Reporter
+        from cnnkit.reporting import Reporter
         from cnnkit.engine.runner import start_training
 
         root = tmp_path_factory.mktemp("safety")

@@ -42,8 +42,8 @@ def download(
     checksum or archive problem (or no network), 2 usage, 130 interrupted.
     """
     from cnnkit.data import install as installer
-    from cnnkit.data.transfer_progress import TransferProgress
     from cnnkit.errors import UsageError
+    from cnnkit.reporting import Reporter
 
     if list_all:
         if names or from_files or weights:
@@ -55,8 +55,8 @@ def download(
             "nothing to download: name datasets, or models with --weights",
             "try `cnnkit download mnist`, `cnnkit download --weights resnet18` or `cnnkit download --list`",
         )
-    progress = TransferProgress(quiet=quiet or json_output)
-    options = installer.InstallOptions(Path(data_dir), mirror=mirror or None, force=force, progress=progress)
+    reporter = Reporter(quiet=quiet or json_output)
+    options = installer.InstallOptions(Path(data_dir), mirror=mirror or None, force=force, reporter=reporter)
     results = []
     chosen = []
     for name in dict.fromkeys(names):
@@ -68,7 +68,7 @@ def download(
     for source, imported in zip(chosen, imports):
         results.append(installer.install(source, options, imported))
         for note in results[-1].notes:
-            progress.warn(note)
+            reporter.warn(note)
     _print_results(results, json_output, quiet)
 
 
@@ -96,7 +96,7 @@ def _print_list(data_dir: Path, mirror: Optional[str], json_output: bool) -> Non
     from cnnkit.data import install as installer
     from cnnkit.data.download import candidate_urls
     from cnnkit.data.sources import sources
-    from cnnkit.data.transfer_progress import human_bytes
+    from cnnkit.reporting import human_bytes
 
     rows = []
     for key, source in sources().items():

@@ -38,7 +38,7 @@ def evaluate(
 ) -> None:
     """Evaluate a trained checkpoint: accuracy, loss, top-k, per-class precision/recall/F1, confusion matrix."""
     from cnnkit.engine.evaluate_checkpoint import evaluate_checkpoint, evaluation_document, worst_mistakes
-    from cnnkit.engine.progress import Reporter
+    from cnnkit.reporting import Reporter
 
     reporter = Reporter(quiet=quiet or json_output)
     evaluation = evaluate_checkpoint(

@@ -33,19 +33,19 @@ def export_idx(
     """Write train-*/t10k-* images-idx and labels-idx files plus classes.txt; prints the paths written."""
     from cnnkit.data.export import export_idx as write_all, refuse_to_overwrite
     from cnnkit.data.resolve import load_dataset
-    from cnnkit.engine.progress import task_progress
+    from cnnkit.reporting import Reporter
 
+    reporter = Reporter(quiet=quiet or json_output)
     splits = ["train", "test"] if split is Split.all else [split.value]
     if not force:  # refuse before spending time on decoding
         refuse_to_overwrite(out, splits)
-    data = load_dataset(dataset, data_dir, image_size=resize, progress_factory=task_progress(quiet or json_output))
+    data = load_dataset(dataset, data_dir, image_size=resize, reporter=reporter)
     if split is Split.all:
         splits = [name for name in splits if name in data.splits]
 
     def report(record: dict) -> None:
-        if not (quiet or json_output):
-            shape = "x".join(map(str, record["shape"]))
-            typer.echo(f"wrote {record['path']} ({shape}, {record['bytes']:,} bytes)", err=True)
+        shape = "x".join(map(str, record["shape"]))
+        reporter.note(f"wrote {record['path']} ({shape}, {record['bytes']:,} bytes)")
 
     written = write_all(data, out, splits, compress=gzip, resize=resize, grayscale=grayscale, limit=limit, force=force, on_file=report)
     if json_output:

@@ -67,7 +67,7 @@ def finetune(
     """Fine-tune an ImageNet backbone: new head on a frozen backbone, then optionally unfreeze; prints the run directory last."""
     from cnnkit.engine.config import TrainConfig
     from cnnkit.engine.finetune import resolve_finetune_config, resume_finetune, start_finetune
-    from cnnkit.engine.progress import Reporter
+    from cnnkit.reporting import Reporter
     from cnnkit.errors import UsageError
 
     reporter = Reporter(quiet=quiet or json_output)

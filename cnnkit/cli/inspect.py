@@ -31,33 +31,31 @@ def inspect_dataset(
     from cnnkit.data.folder import default_workers
     from cnnkit.data.resolve import load_dataset
     from cnnkit.data.stats import first_images, inspect_dataset as build_report
-    from cnnkit.data.verify import folder_root, split_files, verify_folder
-    from cnnkit.engine.progress import task_progress
+    from cnnkit.data.verify import folder_root, verify_folder
     from cnnkit.errors import CnnkitError, DataError, UsageError
+    from cnnkit.reporting import Reporter
     from cnnkit.viz.grid import plot_sample_grid
 
     if show is not None and out is None:
         raise UsageError("--show needs --out PNG to write the grid to", "e.g. --show 16 --out grid.png")
-    progress = task_progress(quiet or json_output)
+    reporter = Reporter(quiet=quiet or json_output)
     workers = default_workers()
     root = folder_root(dataset, data_dir)
 
     checked = None
     if verify:
         if root is None:
-            _note("note: nothing to verify file by file; IDX and catalog tensors are validated when read", quiet or json_output)
+            reporter.note("note: nothing to verify file by file; IDX and catalog tensors are validated when read")
         else:
-            files = sum(len(f) for f in split_files(root).values())
-            with progress(f"verifying {root.name}", files) as advance:
-                checked = verify_folder(root, workers, advance)
+            checked = verify_folder(root, workers, reporter)
     try:
-        data = load_dataset(dataset, data_dir, workers=workers, progress_factory=progress)
+        data = load_dataset(dataset, data_dir, workers=workers, reporter=reporter)
     except CnnkitError:
         if checked is not None and not json_output:
             _print_verify(checked)
         raise
     names = [n for n in ("train", "test") if n in data.splits] if split is Split.all else [split.value]
-    report = build_report(data, names, root, workers, progress)
+    report = build_report(data, names, root, workers, reporter)
     if checked is not None:
         report["verify"] = checked.to_dict()
     if show is not None:
@@ -73,9 +71,9 @@ def inspect_dataset(
         if "grid" in report:
             print(report["grid"])
     for note in report["notes"]:
-        _note(f"note: {note}", quiet or json_output)
+        reporter.note(f"note: {note}")
     for warning in report["warnings"]:
-        _warn(warning + ("; --verify lists them" if "skipped" in warning and checked is None else ""))
+        reporter.warn(warning + ("; --verify lists them" if "skipped" in warning and checked is None else ""))
     if checked is not None and not checked.ok:
         raise DataError(
             f"{len(checked.problems)} bad file(s) in {checked.root}",
@@ -89,15 +87,6 @@ def wide_console():
     if not console.is_terminal:
         console.width = 160
     return console
-
-
-def _note(message: str, silent: bool) -> None:
-    if not silent:
-        typer.echo(message, err=True)
-
-
-def _warn(message: str) -> None:
-    typer.echo(f"warning: {message}", err=True)
 
 
 def _floats(values: list[float]) -> str:

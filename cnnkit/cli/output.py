@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import sys
 
 from cnnkit.cli.common import print_json, stdout_console
+from cnnkit.reporting import Reporter
 
 
 def _percent(value) -> str:
@@ -23,7 +23,7 @@ def print_run_summary(summary: dict, *, json_output: bool, quiet: bool) -> None:
         from rich.table import Table
 
         if summary.get("already_finished"):
-            print(f"run already finished ({summary['epochs']} epochs); pass --epochs N to train further", file=sys.stderr)
+            Reporter().note(f"run already finished ({summary['epochs']} epochs); pass --epochs N to train further")
         table = Table(title=f"{summary['model']} on {summary['dataset']}", show_header=False)
         rows = [
             ("epochs", str(summary["epochs"])),

@@ -36,15 +36,17 @@ def predict(
         raise UsageError("--json and --csv are alternatives; pass one of them")
     from cnnkit.engine.device import resolve_device
     from cnnkit.engine.predict import collect_inputs, open_classifier, plan_batches, predict_files
+    from cnnkit.reporting import Reporter
 
     paths = collect_inputs(inputs)
     classifier = open_classifier(model, resolve_device(device))
     plan = plan_batches(len(paths), len(classifier.classes), top_k=top_k, batch_size=batch_size, workers=workers)
+    reporter = Reporter()
     for note in plan.notes:
-        print(f"note: {note}", file=sys.stderr, flush=True)
+        reporter.note(f"note: {note}")
 
     def warn(failed) -> None:
-        print(f"warning: cannot read image {failed.path}: {failed.error}", file=sys.stderr, flush=True)
+        reporter.warn(f"cannot read image {failed.path}: {failed.error}")
 
     predictions = predict_files(classifier, paths, top_k=plan.top_k, batch_size=plan.batch_size, workers=plan.workers,
                                 on_error=warn)

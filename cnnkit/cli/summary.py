@@ -34,6 +34,7 @@ def summary(
     """Torchinfo's table for a model at the right input size: shapes, params, mult-adds, trainable vs frozen."""
     from cnnkit.errors import ModelError, UsageError
     from cnnkit.models import summary as core
+    from cnnkit.reporting import Reporter
 
     if list_all:
         rows = core.registered_models()
@@ -83,8 +84,9 @@ def summary(
             f"{target.name} cannot take a {channels}x{height}x{width} input: {walk.problem}",
             works + ("" if explain else "; add --explain to see the size at every layer"),
         )
+    reporter = Reporter()
     for note in target.notes:
-        typer.echo(f"note: {note}", err=True)
+        reporter.note(f"note: {note}")
     stats = core.run_torchinfo(target.build(height), target.input_size, depth)
     if json_output:
         print_json({**core.summary_document(target, stats), **document})

@@ -52,7 +52,7 @@ def train(
 ) -> None:
     """Train a model from scratch; writes a run directory and prints its path last."""
     from cnnkit.engine.config import TrainConfig
-    from cnnkit.engine.progress import Reporter
+    from cnnkit.reporting import Reporter
     from cnnkit.engine.runner import resume_training, start_training
     from cnnkit.errors import UsageError
 

@@ -24,9 +24,10 @@ import tempfile
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator
+from typing import Iterator
 
 from cnnkit.errors import DownloadError
+from cnnkit.reporting import QUIET, Reporter
 
 # Declared uncompressed bytes allowed per archive byte, with a floor for small archives.
 # Image and pickle archives are close to 1:1; a 20x claim is already suspicious.
@@ -151,24 +152,22 @@ def check_zip(archive: Path, zf: zipfile.ZipFile, budget: int | None,
 
 @contextlib.contextmanager
 def extracted(archive: Path, workdir: Path, *, budget: int | None = None, max_members: int | None = None,
-              progress: Callable | None = None) -> Iterator[Path]:
+              reporter: Reporter = QUIET) -> Iterator[Path]:
     """Check and extract `archive` into a temporary folder inside `workdir`; yield that folder.
 
     The folder is removed afterwards whatever happens; move what you keep out of it.
-    `progress(label, total)` is a task_progress factory, advanced once per member.
+    `reporter` shows a counted task, advanced once per member.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=".cnnkit-extract-", dir=workdir))  # new, empty, ours alone (0700)
     try:
-        _extract(archive, temp, budget, max_members, progress)
+        _extract(archive, temp, budget, max_members, reporter)
         yield temp
     finally:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def _extract(archive: Path, target: Path, budget: int | None, max_members: int | None, progress) -> None:
-    from cnnkit.engine.progress import NullProgress
-
+def _extract(archive: Path, target: Path, budget: int | None, max_members: int | None, reporter: Reporter) -> None:
     try:
         if zipfile.is_zipfile(archive):
             declared = zip_member_count(archive)
@@ -176,14 +175,14 @@ def _extract(archive: Path, target: Path, budget: int | None, max_members: int |
                 _check_count(archive, declared, max_members)
             with zipfile.ZipFile(archive) as zf:
                 members = check_zip(archive, zf, budget, max_members)
-                with (progress(f"extracting {archive.name}", len(members)) if progress else NullProgress()) as advance:
+                with reporter.task(f"extracting {archive.name}", len(members)) as advance:
                     for info in members:
                         zf.extract(info, target)  # reads the whole member, so zipfile checks its CRC
                         advance(1)
         elif tarfile.is_tarfile(archive):
             with tarfile.open(archive) as tar:
                 members = check_tar(archive, tar, budget, max_members)
-                with (progress(f"extracting {archive.name}", len(members)) if progress else NullProgress()) as advance:
+                with reporter.task(f"extracting {archive.name}", len(members)) as advance:
                     for member in members:
                         tar.extract(member, target, filter="data")
                         advance(1)

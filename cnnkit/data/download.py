@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from cnnkit.data.sources import RemoteFile
 from cnnkit.errors import DownloadError, UsageError
+from cnnkit.reporting import QUIET, Reporter
 
 CHUNK = 1 << 20
 PARTIAL_SUFFIX = ".partial"
@@ -199,7 +200,7 @@ def install_verified(source_file: Path, dest: Path, remote: RemoteFile, origin: 
     os.replace(source_file, dest)
 
 
-def fetch(remote: RemoteFile, dest: Path, *, mirror: str | None = None, progress=None,
+def fetch(remote: RemoteFile, dest: Path, *, mirror: str | None = None, reporter: Reporter = QUIET,
           policy: RetryPolicy | None = None) -> str:
     """Download `remote` to `dest` (verified); returns the URL it came from."""
     policy = RetryPolicy.from_env() if policy is None else policy
@@ -215,7 +216,7 @@ def fetch(remote: RemoteFile, dest: Path, *, mirror: str | None = None, progress
             if urlsplit(url).netloc in unreachable:
                 continue
             try:
-                resumed = _fetch_with_retries(url, partial, remote, progress, policy, deadline)
+                resumed = _fetch_with_retries(url, partial, remote, reporter, policy, deadline)
             except (Offline, NotFound, Retryable, TooLarge) as exc:
                 failures.append((url, exc))
                 if isinstance(exc, Offline):
@@ -225,7 +226,7 @@ def fetch(remote: RemoteFile, dest: Path, *, mirror: str | None = None, progress
                 # The kept .partial may have come from another file; one clean try before failing.
                 _drop(partial)
                 try:
-                    _fetch_with_retries(url, partial, remote, progress, policy, deadline)
+                    _fetch_with_retries(url, partial, remote, reporter, policy, deadline)
                 except (Offline, NotFound, Retryable, TooLarge) as exc:
                     raise _failure_error(remote, [(url, exc)], mirror) from None
             install_verified(partial, dest, remote, url)
@@ -239,14 +240,14 @@ def fetch(remote: RemoteFile, dest: Path, *, mirror: str | None = None, progress
     raise _failure_error(remote, failures, mirror)
 
 
-def _fetch_with_retries(url, partial: Path, remote: RemoteFile, progress, policy: RetryPolicy, deadline: float) -> bool:
+def _fetch_with_retries(url, partial: Path, remote: RemoteFile, reporter: Reporter, policy: RetryPolicy, deadline: float) -> bool:
     """Transfer into `partial`, retrying until `deadline` (time.monotonic); True when the last one resumed."""
     refused = 0
     for attempt in range(policy.attempts):
         left = _time_left(deadline, partial)
         try:
             # A read may stall for the timeout, but not past the deadline.
-            return _transfer(url, partial, remote, progress, min(policy.timeout_s, left), deadline)
+            return _transfer(url, partial, remote, reporter, min(policy.timeout_s, left), deadline)
         except Offline as exc:
             refused += 1
             if refused >= 2 or not exc.retry:
@@ -254,8 +255,7 @@ def _fetch_with_retries(url, partial: Path, remote: RemoteFile, progress, policy
         except Retryable as exc:
             if attempt == policy.attempts - 1:
                 raise
-            if progress is not None:
-                progress.note(f"{remote.name}: {exc}; retrying in {policy.backoff_s * 2 ** attempt:.1f} s")
+            reporter.note(f"{remote.name}: {exc}; retrying in {policy.backoff_s * 2 ** attempt:.1f} s")
         except _RangeRestart:
             continue
         time.sleep(min(policy.backoff_s * 2 ** attempt, _time_left(deadline, partial)))
@@ -317,7 +317,7 @@ def _describe(exc) -> str:
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
-def _transfer(url: str, partial: Path, remote: RemoteFile, progress, timeout: float, deadline: float) -> bool:
+def _transfer(url: str, partial: Path, remote: RemoteFile, reporter: Reporter, timeout: float, deadline: float) -> bool:
     """One HTTP request; appends to the partial on 206. True when it resumed."""
     have = _kept_partial_size(partial)
     try:
@@ -339,7 +339,7 @@ def _transfer(url: str, partial: Path, remote: RemoteFile, progress, timeout: fl
             _drop(partial)
             raise TooLarge(f"the server announced {have + length:,} bytes, more than the {limit:,} bytes expected")
         total = have + length if length is not None else remote.size
-        bar = progress.file(remote.name, url, total, have) if progress is not None else None
+        bar = reporter.transfer(remote.name, url, total, have)
         received = 0
         try:
             with (_append_to_partial(partial, have) if resumed else new_file(partial)) as out:
@@ -357,20 +357,17 @@ def _transfer(url: str, partial: Path, remote: RemoteFile, progress, timeout: fl
                                        f"stopped reading and deleted {partial.name}")
                     out.write(block)
                     received += len(block)
-                    if bar is not None:
-                        bar.advance(len(block))
+                    bar.advance(len(block))
                     if time.monotonic() > deadline:  # a server dripping bytes never trips the read timeout
                         raise DeadlinePassed(f"{have + received:,} bytes arrived")
         except KeyboardInterrupt:
-            if bar is not None:
-                bar.interrupted(partial)
+            bar.interrupted(partial)
             raise
         except TooLarge:
             _drop(partial)
             raise
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
         if length is not None and received < length:
             raise Retryable(f"connection cut after {have + received} of {have + length} bytes")
     return resumed

@@ -15,6 +15,7 @@ from cnnkit.data.dataset import FileSplit, TensorSplit
 from cnnkit.data.images import ImageReadError, is_image_file, load_image, probe_image
 from cnnkit.errors import DataError
 from cnnkit.fileio import load_cache
+from cnnkit.reporting import QUIET, Reporter
 
 CACHE_DIR = ".cnnkit-cache"
 CACHE_VERSION = 2  # 2: content-sampled keys, names decoded-<group>-<key>.pt
@@ -163,7 +164,7 @@ def load_folder_split(
     resize_to: int | None,
     in_memory: bool,
     workers: int,
-    progress_factory: Callable | None = None,
+    reporter: Reporter = QUIET,
 ) -> tuple[TensorSplit | FileSplit, list[tuple[str, str]], bool]:
     """A split held in memory (decoded or from the cache) or streamed. Returns (split, skipped, from_cache)."""
     if not in_memory:
@@ -173,11 +174,8 @@ def load_folder_split(
     cached = _valid_cache(load_cache(cache), files, labels, channels, size)  # None: decode again, never trust it
     if cached is not None:
         return cached[0], cached[1], True
-    if progress_factory:
-        with progress_factory(f"decoding {root.name}", len(files)) as advance:
-            split, skipped = decode_files(files, labels, channels, size, resize_to, workers, advance)
-    else:
-        split, skipped = decode_files(files, labels, channels, size, resize_to, workers)
+    with reporter.task(f"decoding {root.name}", len(files)) as advance:
+        split, skipped = decode_files(files, labels, channels, size, resize_to, workers, advance)
     _write_cache(cache, group, split, skipped)
     return split, skipped, False
 

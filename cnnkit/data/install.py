@@ -30,9 +30,9 @@ from cnnkit.data.archives import extracted, move_into_place, remove_entry
 from cnnkit.data.download import (CHUNK, RetryPolicy, checksum_matches, fetch, file_digest, install_verified,
                                   mismatch_error, new_file, partial_path)
 from cnnkit.data.sources import RemoteFile, Source
-from cnnkit.data.transfer_progress import TransferProgress, human_bytes
 from cnnkit.errors import DataError, DownloadError
 from cnnkit.fileio import atomic_file, atomic_write_text
+from cnnkit.reporting import Reporter, human_bytes
 
 QUARANTINE_DIR = "cats-dogs-quarantine"
 CATS_DOGS_RECORD = "cats-dogs.json"
@@ -45,7 +45,7 @@ class InstallOptions:
     mirror: str | None = None
     force: bool = False
     imports: list[Path] = field(default_factory=list)  # --from: files fetched by hand
-    progress: TransferProgress = field(default_factory=TransferProgress)
+    reporter: Reporter = field(default_factory=Reporter)
     policy: RetryPolicy = field(default_factory=RetryPolicy.from_env)  # a bad deadline is refused up front
 
 
@@ -158,7 +158,7 @@ def install(source: Source, options: InstallOptions, imports: dict[str, Path] | 
 
 def install_dataset(name: str, data_dir: Path, mirror: str | None = None, quiet: bool = False) -> InstallResult:
     """What `cnnkit train` calls when a catalog dataset is missing."""
-    options = InstallOptions(Path(data_dir), mirror=mirror, progress=TransferProgress(quiet=quiet))
+    options = InstallOptions(Path(data_dir), mirror=mirror, reporter=Reporter(quiet=quiet))
     try:
         return install(dataset_source(name), options)
     except DownloadError as exc:
@@ -238,7 +238,7 @@ def _obtain(remote: RemoteFile, dest: Path, options: InstallOptions, imported: P
         return dest, "imported"
     if dest.is_file() and not options.force and checksum_matches(dest, remote)[0]:
         return dest, "already present"
-    fetch(remote, dest, mirror=options.mirror, progress=options.progress, policy=options.policy)
+    fetch(remote, dest, mirror=options.mirror, reporter=options.reporter, policy=options.policy)
     return dest, "downloaded"
 
 
@@ -277,7 +277,7 @@ def _install_cifar(source: Source, options: InstallOptions, imports: dict[str, P
         return InstallResult(source.name, "already present", folder)
     remote = source.files[0]
     archive, action = _obtain(remote, data_dir / remote.name, options, imports.get(remote.name), copy=False)
-    with extracted(archive, data_dir, progress=options.progress.tasks()) as temp:
+    with extracted(archive, data_dir, reporter=options.reporter) as temp:
         new = temp / source.folder
         for rel, md5 in source.extracted:
             if not (new / rel).is_file():
@@ -313,12 +313,11 @@ def _install_pets(source: Source, options: InstallOptions, imports: dict[str, Pa
     imported = imports.get(remote.name)
     archive, action = _obtain(remote, data_dir / remote.name, options, imported, copy=False)
     sha256 = _check_first_seen(archive, data_dir, drop=action == "downloaded")
-    progress = options.progress
-    with extracted(archive, data_dir, progress=progress.tasks()) as temp:
+    with extracted(archive, data_dir, reporter=options.reporter) as temp:
         new = temp / "PetImages"
         if not ((new / "Cat").is_dir() and (new / "Dog").is_dir()):
             raise DownloadError(f"{archive.name} has no PetImages/Cat and PetImages/Dog", "the archive is not the one expected")
-        quarantined = quarantine_corrupt(new, temp / QUARANTINE_DIR, progress=progress.tasks())
+        quarantined = quarantine_corrupt(new, temp / QUARANTINE_DIR, reporter=options.reporter)
         images = count_images(new)
         move_into_place(new, folder)
         old_quarantine = data_dir / QUARANTINE_DIR

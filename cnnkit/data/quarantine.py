@@ -13,9 +13,9 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from cnnkit.data.images import ImageReadError, is_image_file, load_image
+from cnnkit.reporting import QUIET, Reporter
 
 
 @dataclass(frozen=True)
@@ -33,14 +33,12 @@ def _decode_error(path: Path) -> str | None:
 
 
 def quarantine_corrupt(root: Path, quarantine_dir: Path, *, workers: int | None = None,
-                       progress: Callable | None = None) -> list[Quarantined]:
+                       reporter: Reporter = QUIET) -> list[Quarantined]:
     """Decode each image under `root`; move undecodable ones to `quarantine_dir`. Returns them, sorted."""
-    from cnnkit.engine.progress import NullProgress
-
     files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p))
     workers = workers or min(8, os.cpu_count() or 1)
     # Pillow releases the GIL while decoding, so threads use every core.
-    with ThreadPoolExecutor(workers) as pool, (progress("checking images", len(files)) if progress else NullProgress()) as advance:
+    with ThreadPoolExecutor(workers) as pool, reporter.task("checking images", len(files)) as advance:
         reasons = []
         for reason in pool.map(_decode_error, files):
             reasons.append(reason)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Callable
 
 from cnnkit.data import catalog, folder
 from cnnkit.data.dataset import Dataset, files_fingerprint
 from cnnkit.data.idx_dir import idx_dir_files, is_idx_dir, load_idx_dir
 from cnnkit.data.memory import memory_budget
 from cnnkit.errors import DataError, UsageError
+from cnnkit.reporting import QUIET, Reporter
 
 
 def checked_spec(spec: str) -> str:
@@ -33,7 +33,7 @@ def load_dataset(
     resize_to: int | None = None,
     budget: int | None = None,
     workers: int | None = None,
-    progress_factory: Callable | None = None,
+    reporter: Reporter = QUIET,
     max_side: int | None = None,
 ) -> Dataset:
     """Load a dataset spec.
@@ -47,7 +47,7 @@ def load_dataset(
     data_dir = Path(data_dir)
     key = checked_spec(spec).strip().lower()
     if key in catalog.CATALOG:
-        return _load_catalog(key, data_dir, image_size, budget, workers, progress_factory, max_side)
+        return _load_catalog(key, data_dir, image_size, budget, workers, reporter, max_side)
     path = Path(spec).expanduser()
     if path.is_dir():
         path = path.resolve()
@@ -56,7 +56,7 @@ def load_dataset(
             dataset = _tensor_dataset(str(path), path.name, "idx", splits, classes)
             dataset.fingerprint = files_fingerprint(path, idx_dir_files(path))
             return dataset
-        return _load_folder(path, str(path), path.name, image_size, channels, resize_to, budget, workers, progress_factory,
+        return _load_folder(path, str(path), path.name, image_size, channels, resize_to, budget, workers, reporter,
                             max_side)
     if path.exists():
         raise DataError(f"dataset '{spec}' is a file, not a directory or catalog name", "pass a folder of images, an IDX directory or a catalog name")
@@ -70,20 +70,20 @@ def _tensor_dataset(spec, name, kind, splits, classes) -> Dataset:
     return Dataset(spec, name, classes, int(first.shape[1]), (int(first.shape[2]), int(first.shape[3])), splits, kind)
 
 
-def _load_catalog(key, data_dir, image_size, budget, workers, progress_factory, max_side) -> Dataset:
+def _load_catalog(key, data_dir, image_size, budget, workers, reporter, max_side) -> Dataset:
     if key == "mnist-sample":
         splits, classes = catalog.load_mnist_sample()
         return _tensor_dataset(key, key, "catalog", splits, classes)
     if key == "cats-dogs":
         root = catalog.cats_dogs_root(data_dir)
-        dataset = _load_folder(root, key, key, image_size, None, None, budget, workers, progress_factory, max_side)
+        dataset = _load_folder(root, key, key, image_size, None, None, budget, workers, reporter, max_side)
         dataset.kind = "catalog"
         return dataset
     splits, classes = catalog.load_torchvision(key, data_dir)
     return _tensor_dataset(key, key, "catalog", splits, classes)
 
 
-def _load_folder(root, spec, name, image_size, channels, resize_to, budget, workers, progress_factory,
+def _load_folder(root, spec, name, image_size, channels, resize_to, budget, workers, reporter,
                  max_side=None) -> Dataset:
     workers = workers or folder.default_workers()
     split_dirs = folder.find_split_dirs(root) or {"train": root}
@@ -115,7 +115,7 @@ def _load_folder(root, spec, name, image_size, channels, resize_to, budget, work
         notes.append(f"{decoded_bytes / 2**30:.1f} GiB decoded is over the memory budget; streaming from disk")
     splits, skipped = {}, []
     for split, (files, labels) in scanned.items():
-        data, bad, _ = folder.load_folder_split(root, files, labels, channels, size, resize_to, in_memory, workers, progress_factory)
+        data, bad, _ = folder.load_folder_split(root, files, labels, channels, size, resize_to, in_memory, workers, reporter)
         if len(data) == 0:
             raise DataError(f"no readable images in {split_dirs[split]}", "every file failed to decode; run `cnnkit inspect-dataset --verify`")
         splits[split] = data

@@ -17,6 +17,7 @@ import torch
 
 from cnnkit.data.dataset import Dataset, FileSplit, Split, TensorSplit
 from cnnkit.data.images import ImageReadError, load_image, probe_image
+from cnnkit.reporting import QUIET, Reporter
 
 BATCH_IMAGES = 1024
 FILE_BATCH = 256
@@ -181,7 +182,7 @@ def image_file_stats(files: list[Path], workers: int = 4) -> dict:
 
 
 def inspect_dataset(dataset: Dataset, split_names: list[str], root: Path | None = None,
-                    workers: int = 4, progress_factory: Callable | None = None) -> dict:
+                    workers: int = 4, reporter: Reporter = QUIET) -> dict:
     """Everything `inspect-dataset` reports, as one JSON-ready dict."""
     from cnnkit.data.verify import split_files
 
@@ -195,8 +196,8 @@ def inspect_dataset(dataset: Dataset, split_names: list[str], root: Path | None 
     skipped = list(dataset.skipped)  # decoded in memory: found at load; streamed: found just now
     for name in split_names:
         split = dataset.split(name)
-        if isinstance(split, FileSplit) and progress_factory:
-            with progress_factory(f"reading {name}", len(split)) as advance:
+        if isinstance(split, FileSplit):  # read now; a split in memory was decoded at load
+            with reporter.task(f"reading {name}", len(split)) as advance:
                 report["splits"][name], pixel_stats[name] = split_report(split, dataset, workers, advance, skipped)
         else:
             report["splits"][name], pixel_stats[name] = split_report(split, dataset, workers, skipped=skipped)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from cnnkit.data import catalog, folder
 from cnnkit.data.idx_dir import is_idx_dir
 from cnnkit.data.images import JUNK_NAMES, ImageReadError, is_image_file, load_image
+from cnnkit.reporting import QUIET, Reporter
 
 
 @dataclass
@@ -62,7 +62,7 @@ def split_files(root: Path) -> dict[str, list[Path]]:
     return found
 
 
-def verify_folder(root: Path, workers: int = 4, progress: Callable[[int], None] | None = None) -> VerifyResult:
+def verify_folder(root: Path, workers: int = 4, reporter: Reporter = QUIET) -> VerifyResult:
     """Decode every image-named file fully; report unreadable ones and stray non-image files."""
     result = VerifyResult(root)
     to_decode = []
@@ -84,10 +84,9 @@ def verify_folder(root: Path, workers: int = 4, progress: Callable[[int], None] 
         except ImageReadError as exc:
             return str(path), exc.reason
         finally:
-            if progress:
-                progress(1)
+            advance(1)
 
-    with ThreadPoolExecutor(workers) as pool:
+    with reporter.task(f"verifying {root.name}", len(to_decode)) as advance, ThreadPoolExecutor(workers) as pool:
         result.problems.extend(p for p in pool.map(check, to_decode) if p is not None)
     result.checked = len(to_decode)
     result.problems.sort()

@@ -13,6 +13,7 @@ from pathlib import Path
 from cnnkit.data.dataset import Dataset, FileSplit, Split, check_same_files, train_val_splits
 from cnnkit.engine.evaluation import EvalResult
 from cnnkit.errors import DataError
+from cnnkit.reporting import QUIET, Reporter
 
 SPLITS = ("test", "val", "train")
 MAX_LISTED_CLASSES = 20
@@ -64,7 +65,7 @@ def check_classes(dataset: Dataset, checkpoint_classes: list[str]) -> None:
         )
 
 
-def _load_evaluation_dataset(data: dict, spec: str | None, data_dir: str | Path | None, workers, budget, progress_factory):
+def _load_evaluation_dataset(data: dict, spec: str | None, data_dir: str | Path | None, workers, budget, reporter):
     from cnnkit.data.resolve import load_dataset
 
     own = spec is None
@@ -79,7 +80,7 @@ def _load_evaluation_dataset(data: dict, spec: str | None, data_dir: str | Path 
     return load_dataset(
         spec, data_dir if data_dir is not None else data.get("data_dir", "data"),
         image_size=int(data["size"][0]), channels=int(data["channels"]), resize_to=data.get("resize_to"),
-        max_side=int(data["size"][0]), workers=workers, budget=budget, progress_factory=progress_factory,
+        max_side=int(data["size"][0]), workers=workers, budget=budget, reporter=reporter,
     )
 
 
@@ -95,7 +96,7 @@ def evaluate_checkpoint(
     workers: int | None = None,
     budget: int | None = None,
     keep_predictions: bool = True,
-    reporter=None,
+    reporter: Reporter = QUIET,
 ) -> Evaluation:
     """Load a checkpoint (a run directory means its best.pt) and evaluate it on one split.
 
@@ -105,10 +106,8 @@ def evaluate_checkpoint(
     from cnnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint, transform_from_checkpoint
     from cnnkit.engine.device import resolve_device
     from cnnkit.engine.evaluation import run_evaluation
-    from cnnkit.engine.progress import Reporter, task_progress
     from cnnkit.errors import UsageError
 
-    reporter = reporter or Reporter(quiet=True)
     if top_k < 1:
         raise UsageError("--top-k must be at least 1")
     if batch_size is not None and batch_size < 1:
@@ -116,11 +115,10 @@ def evaluate_checkpoint(
     checkpoint = load_checkpoint(target)
     data = checkpoint["data"]
     torch_device = resolve_device(device)
-    loaded = _load_evaluation_dataset(data, dataset, data_dir, workers, budget, task_progress(reporter.quiet))
+    loaded = _load_evaluation_dataset(data, dataset, data_dir, workers, budget, reporter)
     for note in loaded.notes:
         reporter.note(f"note: {note}")
-    for path, reason in loaded.skipped:
-        reporter.warn(f"skipped unreadable image {path}: {reason}")
+    reporter.skipped(loaded.skipped)
     check_classes(loaded, data["classes"])
     split_name = split or default_split(loaded)
     # val and train are drawn from the train files by seed: only the same files give the same split.
@@ -142,8 +140,7 @@ def evaluate_checkpoint(
     result = run_evaluation(model, batches, transform, len(data["classes"]), device=torch_device,
                             amp=bool(amp), k=top_k, keep_predictions=keep_predictions)
     skipped = list(getattr(batches, "skipped", []))
-    for path, reason in skipped:
-        reporter.warn(f"skipped unreadable image {path}: {reason}")
+    reporter.skipped(skipped)
     if result.count == 0:
         raise DataError(f"the {split_name} split of '{loaded.spec}' has no readable images")
     return Evaluation(checkpoint, loaded, split_name, chosen, result, skipped)

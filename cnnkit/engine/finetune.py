@@ -25,7 +25,7 @@ from cnnkit.engine.features import (
     HeadOnFeatures, extract_features, feature_cache_key, identity_transform, load_cached_features,
     save_cached_features,
 )
-from cnnkit.engine.progress import Reporter
+from cnnkit.reporting import Reporter
 from cnnkit.engine.rundir import new_run_dir, run_locks_released
 from cnnkit.engine.setup import (
     batches_for, data_section, eval_batch_size, prepare_data, training_splits, place_model, validate_config,
@@ -123,8 +123,7 @@ def _extract(cfg, dataset, split, model, head, transform, device, amp, reporter)
     batches = make_batches(split, channels=dataset.channels, size=dataset.size, batch_size=eval_batch_size(cfg.batch_size),
                            device=device, shuffle=False, seed=cfg.seed, workers=cfg.workers if cfg.workers is not None else 2)
     features = extract_features(model, head, batches, transform, device, amp)
-    for path, reason in getattr(batches, "skipped", []):
-        reporter.warn(f"skipped unreadable image {path}: {reason}")
+    reporter.skipped(getattr(batches, "skipped", []))
     return features, list(getattr(batches, "skipped", []))
 
 

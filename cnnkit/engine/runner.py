@@ -8,7 +8,7 @@ from cnnkit.data.dataset import check_same_files
 from cnnkit.engine import distributed
 from cnnkit.engine.checkpoint import load_checkpoint
 from cnnkit.engine.config import TrainConfig
-from cnnkit.engine.progress import Reporter
+from cnnkit.reporting import Reporter
 from cnnkit.engine.rundir import check_writable, claim_for_resume, resumable_run_dir, run_locks_released
 from cnnkit.engine.setup import prepare_training
 from cnnkit.engine.trainer import Trainer

@@ -19,7 +19,7 @@ from cnnkit.engine import distributed
 from cnnkit.engine.device import cpu_threads_for, forward_macs, resolve_device, usable_cores
 from cnnkit.engine.distributed import World
 from cnnkit.engine.optim import OPTIMIZERS, SCHEDULES
-from cnnkit.engine.progress import Reporter, task_progress
+from cnnkit.reporting import Reporter
 from cnnkit.engine.rundir import check_run_name, new_run_dir
 from cnnkit.engine.state import seed_everything
 from cnnkit.engine.trainer import Phase, TrainSetup
@@ -62,12 +62,11 @@ def prepare_data(cfg: TrainConfig, reporter: Reporter, image_size: int, resize_t
     dataset = load_dataset(
         cfg.dataset, cfg.data_dir, image_size=image_size, resize_to=resize_to, max_side=image_size,
         budget=parse_bytes(cfg.memory_budget) if cfg.memory_budget else None,
-        workers=cfg.workers or None, progress_factory=task_progress(reporter.quiet),
+        workers=cfg.workers or None, reporter=reporter,
     )
     for note in dataset.notes:
         reporter.note(f"note: {note}")
-    for path, reason in dataset.skipped:
-        reporter.warn(f"skipped unreadable image {path}: {reason}")
+    reporter.skipped(dataset.skipped)
     return dataset
 
 

@@ -7,8 +7,8 @@ import contextlib
 import torch
 from torch import nn
 
-from cnnkit.engine.progress import Reporter
 from cnnkit.errors import CnnkitError
+from cnnkit.reporting import Reporter
 
 
 class TrainStep:

@@ -29,7 +29,7 @@ from cnnkit.engine.distributed import World
 from cnnkit.engine.evaluation import run_evaluation
 from cnnkit.engine.interrupt import StopRequest, TrainingInterrupted
 from cnnkit.engine.optim import build_optimizer, build_scheduler
-from cnnkit.engine.progress import Reporter
+from cnnkit.reporting import Reporter
 from cnnkit.engine.rundir import write_config, write_metrics
 from cnnkit.engine.state import capture_rng, restore_rng
 from cnnkit.engine.step import TrainStep
@@ -245,7 +245,7 @@ class Trainer:
                     if path not in warned:
                         warned.add(path)
                         s.skipped.append((path, reason))
-                        self.reporter.warn(f"skipped unreadable image {path}: {reason}")
+                        self.reporter.skipped([(path, reason)])
         return self._summary()
 
     def _train_epoch(self, epoch: int, stop: StopRequest) -> None:
