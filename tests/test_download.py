@@ -18,9 +18,9 @@ import pytest
 from download_helpers import FileServer, ServerThread, cifar_tarball, fake_mnist_train, md5, pets_zip, sha256
 from hostile import assert_clean_failure
 
-from cnnkit.data import sources as tables
+from cnnkit.hub import sources as tables
 from cnnkit.data.catalog import sample_dir
-from cnnkit.data.sources import RemoteFile, weights_file
+from cnnkit.hub.sources import RemoteFile, weights_file
 
 MNIST_PATH = "/mnist/"  # the path of torchvision's first MNIST mirror, kept on ours
 REAL_T10K = {p.name: p.read_bytes() for p in sample_dir().glob("t10k-*.gz")}
@@ -167,7 +167,7 @@ def test_server_without_range_support_starts_over(cli, server, data_dir, monkeyp
 
 
 def test_stale_partial_that_does_not_verify_is_fetched_once_from_scratch(server, data_dir, monkeypatch):
-    from cnnkit.data.download import fetch
+    from cnnkit.hub.download import fetch
 
     data = REAL_T10K["t10k-labels-idx1-ubyte.gz"]
     server.files["/f/" + "t10k-labels-idx1-ubyte.gz"] = data
@@ -506,7 +506,7 @@ def test_ctrl_c_keeps_the_partial_file_exits_130_and_the_next_run_resumes(cli, s
 
 
 def test_complete_partial_left_by_a_crash_gets_416_and_starts_over(server, data_dir):
-    from cnnkit.data.download import fetch
+    from cnnkit.hub.download import fetch
 
     data = REAL_T10K["t10k-labels-idx1-ubyte.gz"]
     server.files["/f/t10k-labels-idx1-ubyte.gz"] = data
@@ -533,7 +533,7 @@ def test_cats_dogs_from_a_zip_fetched_by_hand(cli, data_dir, tmp_path):
 
 
 def test_a_host_that_never_answers_times_out_once_without_retries(data_dir):
-    from cnnkit.data.download import RetryPolicy, fetch
+    from cnnkit.hub.download import RetryPolicy, fetch
     from cnnkit.errors import DownloadError
 
     with socket.socket() as silent:  # accepts connections (backlog) but never answers

@@ -41,7 +41,7 @@ def download(
     Archives may hold only files and folders. Exit codes: 0 done, 1 a download,
     checksum or archive problem (or no network), 2 usage, 130 interrupted.
     """
-    from cnnkit.data import install as installer
+    from cnnkit.hub import install as installer
     from cnnkit.data.transfer_progress import TransferProgress
     from cnnkit.errors import UsageError
 
@@ -93,9 +93,9 @@ def _print_results(results, json_output: bool, quiet: bool) -> None:
 
 
 def _print_list(data_dir: Path, mirror: Optional[str], json_output: bool) -> None:
-    from cnnkit.data import install as installer
-    from cnnkit.data.download import candidate_urls
-    from cnnkit.data.sources import sources
+    from cnnkit.hub import install as installer
+    from cnnkit.hub.download import candidate_urls
+    from cnnkit.hub.sources import sources
     from cnnkit.data.transfer_progress import human_bytes
 
     rows = []

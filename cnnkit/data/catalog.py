@@ -76,7 +76,7 @@ def _open_torchvision(name: str, root: Path, train: bool):
         pass
     # Missing: fetch it the way `cnnkit download` does (torchvision's file list and
     # MD5 sums, .partial files, retries, CNNKIT_MIRROR), so both share one path.
-    from cnnkit.data.install import install_dataset
+    from cnnkit.hub.install import install_dataset
 
     install_dataset(name, root, mirror=os.environ.get("CNNKIT_MIRROR") or None)
     try:

@@ -25,11 +25,11 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnkit.data import sources as tables
-from cnnkit.data.archives import extracted, move_into_place, remove_entry
-from cnnkit.data.download import (CHUNK, RetryPolicy, checksum_matches, fetch, file_digest, install_verified,
+from cnnkit.hub import sources as tables
+from cnnkit.hub.archives import extracted, move_into_place, remove_entry
+from cnnkit.hub.download import (CHUNK, RetryPolicy, checksum_matches, fetch, file_digest, install_verified,
                                   mismatch_error, new_file, partial_path)
-from cnnkit.data.sources import RemoteFile, Source
+from cnnkit.hub.sources import RemoteFile, Source
 from cnnkit.data.transfer_progress import TransferProgress, human_bytes
 from cnnkit.errors import DataError, DownloadError
 from cnnkit.fileio import atomic_file, atomic_write_text
@@ -136,7 +136,7 @@ def _combine(states: list[str], partials: list[Path]) -> str:
 
 
 def _pets_state(data_dir: Path, partials: list[Path]) -> str:
-    from cnnkit.data.quarantine import count_images
+    from cnnkit.hub.quarantine import count_images
 
     root = Path(data_dir) / "PetImages"
     if not ((root / "Cat").is_dir() and (root / "Dog").is_dir()):
@@ -303,7 +303,7 @@ def _read_record(data_dir: Path) -> dict | None:
 
 
 def _install_pets(source: Source, options: InstallOptions, imports: dict[str, Path]) -> InstallResult:
-    from cnnkit.data.quarantine import count_images, quarantine_corrupt
+    from cnnkit.hub.quarantine import count_images, quarantine_corrupt
 
     data_dir = Path(options.data_dir)
     folder = target_dir(source, data_dir)
@@ -342,7 +342,7 @@ def _install_pets(source: Source, options: InstallOptions, imports: dict[str, Pa
 
 
 def _quarantined_from(record: dict) -> list:
-    from cnnkit.data.quarantine import Quarantined
+    from cnnkit.hub.quarantine import Quarantined
 
     return [Quarantined(q["path"], q["reason"]) for q in record.get("quarantined", [])]
 
