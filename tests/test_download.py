@@ -95,9 +95,14 @@ def test_train_fetches_a_missing_catalog_dataset_through_the_downloader(server, 
     serve_mnist(server, train)
     pin_mnist_train(monkeypatch, train)
     monkeypatch.setenv("CNNKIT_MIRROR", server.url)
+    from cnnkit.data.catalog import DatasetMissing
     from cnnkit.data.resolve import load_dataset
+    from cnnkit.hub.install import fetch_missing
 
-    dataset = load_dataset("mnist", data_dir)
+    with pytest.raises(DatasetMissing):  # the data layer itself never downloads
+        load_dataset("mnist", data_dir)
+    assert not server.requests
+    dataset = load_dataset("mnist", data_dir, on_missing=fetch_missing)  # what train, evaluate, ... pass
     assert len(dataset.splits["test"].labels) == 10_000
     assert (data_dir / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
 

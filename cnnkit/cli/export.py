@@ -34,12 +34,14 @@ def export_idx(
     """Write train-*/t10k-* images-idx and labels-idx files plus classes.txt; prints the paths written."""
     from cnnkit.data.export import export_idx as write_all, refuse_to_overwrite
     from cnnkit.data.resolve import load_dataset
+    from cnnkit.hub.install import fetch_missing
     from cnnkit.engine.progress import task_progress
 
     splits = ["train", "test"] if split is SplitChoice.all else [split.value]
     if not force:  # refuse before spending time on decoding
         refuse_to_overwrite(out, splits)
-    data = load_dataset(dataset, data_dir, image_size=resize, progress_factory=task_progress(quiet or json_output))
+    data = load_dataset(dataset, data_dir, image_size=resize, progress_factory=task_progress(quiet or json_output),
+                        on_missing=fetch_missing)
     if split is SplitChoice.all:
         splits = [name for name in splits if name in data.splits]
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from cnnkit.hub.sources import RemoteFile
+from cnnkit.data.catalog import RemoteFile
 from cnnkit.errors import DownloadError, UsageError
 
 CHUNK = 1 << 20
