@@ -120,7 +120,7 @@ def _print_list(data_dir: Path, mirror: Optional[str], json_output: bool) -> Non
     table.add_column("status", no_wrap=True)
     style = {"verified": "green", "missing": "dim", "corrupt": "red"}
     for row in rows:
-        approx = "~" if not all(f.size_exact for f in sources()[row["name"]].files) else ""  # a size from no published figure
+        approx = "~" if not all(f.size_exact for f in sources()[row["name"]].files) else ""  # the size is only an order of magnitude
         table.add_row(row["name"], approx + human_bytes(row["size"]), row["url"],
                       Text(row["status"], style=style.get(row["status"], "yellow")))
     stdout_console().print(table)
