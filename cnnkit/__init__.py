@@ -23,9 +23,12 @@ def __getattr__(name):
 
         return getattr(models, name)
     if name == "get_dataset":
-        from cnnkit.data.resolve import load_dataset
+        from functools import partial
 
-        return load_dataset
+        from cnnkit.data.resolve import load_dataset
+        from cnnkit.hub.install import fetch_missing
+
+        return partial(load_dataset, on_missing=fetch_missing)  # a missing catalog dataset is downloaded
     if name == "list_datasets":
         from cnnkit.data.catalog import list_datasets
 

@@ -13,7 +13,7 @@ import pytest
 from download_helpers import many_empty_members_zip
 from conftest import digests
 
-from cnnkit.data.archives import UnsafeArchive, extracted, move_into_place
+from cnnkit.hub.archives import UnsafeArchive, extracted, move_into_place
 from cnnkit.errors import DownloadError
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -303,3 +302,124 @@ def test_reduced_scale_jpeg_decoding_matches_a_full_decode_closely(tmp_path):
         full = torch.from_numpy(np.array(resize_and_crop(image.convert("RGB"), (32, 32)))).permute(2, 0, 1).float()
     assert fast.shape == full.shape == (3, 32, 32)
     assert (fast - full).abs().mean() < 4.0  # DCT scaling then bilinear vs full decode then bilinear
+
+
+# ---- the spec parser and its formats ---------------------------------------------------------
+
+
+def _npz_format():
+    """A format a user could add: a directory holding images.npz (uint8 N,H,W) and labels.npz, read with numpy."""
+    from cnnkit.data.dataset import Dataset
+    from cnnkit.data.spec import directory_format
+
+    def load(spec, options):
+        images = torch.from_numpy(np.load(spec.path / "images.npz")["arr_0"]).unsqueeze(1)
+        labels = torch.from_numpy(np.load(spec.path / "labels.npz")["arr_0"].astype(np.int64))
+        return Dataset.of_tensors(spec, {"train": TensorSplit(images, labels)}, ["even", "odd"])
+
+    return directory_format("npz", lambda path: (path / "images.npz").is_file(), load)
+
+
+@pytest.fixture
+def npz_format():
+    from cnnkit.data.spec import register_format, unregister_format
+
+    fmt = register_format(_npz_format())
+    yield fmt
+    unregister_format(fmt.name)
+
+
+def test_a_format_registered_elsewhere_is_parsed_and_loads(npz_format, cli, tmp_path):
+    from cnnkit.data.spec import parse_spec
+
+    folder = tmp_path / "digits-npz"
+    folder.mkdir()
+    # A stray image folder inside would make it an ImageFolder if the new format were not asked first.
+    (folder / "extra").mkdir()
+    Image.new("L", (8, 8)).save(folder / "extra" / "0.png")
+    labels = np.arange(40) % 2
+    np.savez(folder / "images.npz", (labels[:, None, None] * 200 + np.zeros((40, 12, 12))).astype(np.uint8))
+    np.savez(folder / "labels.npz", labels)
+
+    spec = parse_spec(str(folder))
+    assert (spec.kind, spec.name, spec.path) == ("npz", "digits-npz", folder.resolve())
+    data = load_dataset(str(folder))
+    assert (data.kind, data.classes, data.channels, data.size, len(data.split("train"))) == ("npz", ["even", "odd"], 1, (12, 12), 40)
+    assert data.spec == str(folder.resolve())
+    code, out, err = cli("inspect-dataset", folder, "--json")  # and every command reads it through the registry
+    assert code == 0, err
+    assert json.loads(out)["splits"]["train"]["class_counts"] == {"even": 20, "odd": 20}
+
+
+def test_without_the_registration_the_same_folder_is_an_image_folder(tmp_path):
+    folder = tmp_path / "digits-npz"
+    (folder / "extra").mkdir(parents=True)
+    Image.new("L", (8, 8)).save(folder / "extra" / "0.png")
+    np.savez(folder / "images.npz", np.zeros((2, 4, 4), np.uint8))
+    assert load_dataset(str(folder)).kind == "folder"
+
+
+def test_a_format_name_registered_twice_is_refused(npz_format):
+    from cnnkit.data.spec import register_format
+
+    with pytest.raises(ValueError, match="registered twice"):
+        register_format(_npz_format())
+
+
+def test_catalog_names_win_over_a_folder_of_the_same_name(tmp_path, monkeypatch):
+    from cnnkit.data.spec import parse_spec
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mnist").mkdir()
+    write_idx_pair(tmp_path / "mnist", "train", np.zeros((2, 4, 4), np.uint8), np.array([0, 1], np.uint8))
+    assert parse_spec(" MNIST ").kind == "catalog"
+    assert parse_spec("./mnist").kind == "idx"
+
+
+def test_a_missing_catalog_dataset_goes_to_the_callers_on_missing(tmp_path):
+    from cnnkit.data.catalog import DatasetMissing
+
+    calls = []
+
+    def on_missing(entry, data_dir):
+        calls.append((entry.name, entry.layout, data_dir))
+        raise DataError("offline in this test")
+
+    with pytest.raises(DataError, match="offline in this test"):
+        load_dataset("fashion-mnist", tmp_path, on_missing=on_missing)
+    assert calls == [("fashion-mnist", "idx-gz", tmp_path)]
+    # No handler: the data layer never downloads; it says how to.
+    with pytest.raises(DatasetMissing) as info:
+        load_dataset("cifar10", tmp_path)
+    assert "cnnkit download cifar10" in info.value.hint
+    # cats-dogs (825 MB, no published checksum) is never fetched on demand, handler or not.
+    with pytest.raises(DatasetMissing, match="PetImages/Cat and PetImages/Dog"):
+        load_dataset("cats-dogs", tmp_path, on_missing=on_missing)
+    assert len(calls) == 1
+
+
+def test_every_catalog_entry_says_how_it_is_laid_out_and_named():
+    from cnnkit.data.catalog import catalog, list_datasets
+
+    entries = catalog()
+    assert list(entries) == list_datasets() == ["mnist-sample", "mnist", "fashion-mnist", "cifar10", "cats-dogs"]
+    for entry in entries.values():
+        assert entry.classes and entry.description
+        assert entry.downloadable == (entry.layout != "shipped")
+        assert all(f.expected or not f.size_exact for f in entry.files)  # a checksum, or a size known to be rough
+    assert entries["cats-dogs"].classes == ("Cat", "Dog")
+    assert load_dataset("mnist-sample").classes == list(entries["mnist-sample"].classes)
+
+
+def test_the_data_layer_imports_neither_the_hub_nor_the_cli():
+    import ast
+
+    import cnnkit.data
+
+    root = Path(cnnkit.data.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert not name.startswith(("cnnkit.hub", "cnnkit.cli")), f"{path.relative_to(root)} imports {name}"

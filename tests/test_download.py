@@ -18,9 +18,9 @@ import pytest
 from download_helpers import FileServer, ServerThread, cifar_tarball, fake_mnist_train, md5, pets_zip, sha256
 from conftest import assert_clean_failure
 
-from cnnkit.data import sources as tables
+from cnnkit.hub import sources as tables
 from cnnkit.data.catalog import sample_dir
-from cnnkit.data.sources import RemoteFile, weights_remote_file
+from cnnkit.hub.sources import RemoteFile, weights_remote_file
 
 MNIST_PATH = "/mnist/"  # the path of torchvision's first MNIST mirror, kept on ours
 REAL_T10K = {p.name: p.read_bytes() for p in sample_dir().glob("t10k-*.gz")}
@@ -95,9 +95,14 @@ def test_train_fetches_a_missing_catalog_dataset_through_the_downloader(server, 
     serve_mnist(server, train)
     pin_mnist_train(monkeypatch, train)
     monkeypatch.setenv("CNNKIT_MIRROR", server.url)
+    from cnnkit.data.catalog import DatasetMissing
     from cnnkit.data.resolve import load_dataset
+    from cnnkit.hub.install import fetch_missing
 
-    dataset = load_dataset("mnist", data_dir)
+    with pytest.raises(DatasetMissing):  # the data layer itself never downloads
+        load_dataset("mnist", data_dir)
+    assert not server.requests
+    dataset = load_dataset("mnist", data_dir, on_missing=fetch_missing)  # what train, evaluate, ... pass
     assert len(dataset.splits["test"].labels) == 10_000
     assert (data_dir / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
 
@@ -167,7 +172,7 @@ def test_server_without_range_support_starts_over(cli, server, data_dir, monkeyp
 
 
 def test_stale_partial_that_does_not_verify_is_fetched_once_from_scratch(server, data_dir, monkeypatch):
-    from cnnkit.data.download import fetch
+    from cnnkit.hub.download import fetch
 
     data = REAL_T10K["t10k-labels-idx1-ubyte.gz"]
     server.files["/f/" + "t10k-labels-idx1-ubyte.gz"] = data
@@ -506,7 +511,7 @@ def test_ctrl_c_keeps_the_partial_file_exits_130_and_the_next_run_resumes(cli, s
 
 
 def test_complete_partial_left_by_a_crash_gets_416_and_starts_over(server, data_dir):
-    from cnnkit.data.download import fetch
+    from cnnkit.hub.download import fetch
 
     data = REAL_T10K["t10k-labels-idx1-ubyte.gz"]
     server.files["/f/t10k-labels-idx1-ubyte.gz"] = data
@@ -533,7 +538,7 @@ def test_cats_dogs_from_a_zip_fetched_by_hand(cli, data_dir, tmp_path):
 
 
 def test_a_host_that_never_answers_times_out_once_without_retries(data_dir):
-    from cnnkit.data.download import RetryPolicy, fetch
+    from cnnkit.hub.download import RetryPolicy, fetch
     from cnnkit.errors import DownloadError
 
     with socket.socket() as silent:  # accepts connections (backlog) but never answers

@@ -23,8 +23,8 @@ from download_helpers import DATA_PETS, FileServer, ServerThread, fake_mnist_tra
 from conftest import assert_clean_failure, digests
 from test_download import MNIST_PATH, REAL_T10K, pin_mnist_train, serve_mnist
 
-from cnnkit.data import sources as tables
-from cnnkit.data.sources import RemoteFile
+from cnnkit.hub import sources as tables
+from cnnkit.hub.sources import RemoteFile
 
 PETS_ZIP = "kagglecatsanddogs_5340.zip"
 
@@ -100,7 +100,7 @@ def test_a_bad_deadline_value_is_a_usage_error_before_any_request(cli, server, d
 
 
 def test_limits_and_default_deadlines_follow_the_catalog_sizes():
-    from cnnkit.data.download import DEADLINE_FLOOR_S, RetryPolicy
+    from cnnkit.hub.download import DEADLINE_FLOOR_S, RetryPolicy
 
     images = next(f for f in tables.sources()["mnist"].files if f.name == "train-images-idx3-ubyte.gz")
     assert images.byte_limit == images.size == 9_912_422  # an exact size is the limit

@@ -153,7 +153,7 @@ def test_a_duplicate_registration_raises(name, aliases):
 
 
 def test_weights_downloads_come_from_the_specs():
-    from cnnkit.data.sources import sources
+    from cnnkit.hub.sources import sources
 
     for name in pretrained_models():
         (remote,) = sources()[f"weights:{name}"].files

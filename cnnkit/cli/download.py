@@ -41,8 +41,9 @@ def download(
     Archives may hold only files and folders. Exit codes: 0 done, 1 a download,
     checksum or archive problem (or no network), 2 usage, 130 interrupted.
     """
-    from cnnkit.data import install as installer
+    from cnnkit.data.catalog import catalog
     from cnnkit.errors import UsageError
+    from cnnkit.hub import install as installer
     from cnnkit.reporting import Reporter
 
     if list_all:
@@ -60,8 +61,9 @@ def download(
     results = []
     chosen = []
     for name in dict.fromkeys(names):
-        if not weights and name.strip().lower() in installer.SHIPPED:
-            results.append(installer.InstallResult(name, "shipped", None, notes=[installer.SHIPPED[name.strip().lower()]]))
+        entry = catalog().get(name.strip().lower())
+        if not weights and entry is not None and entry.layout == "shipped":
+            results.append(installer.InstallResult(name, "shipped", None, notes=[installer.SHIPPED_NOTE]))
             continue
         chosen.append(installer.weights_source(name) if weights else installer.dataset_source(name))
     imports = installer.match_imports(chosen, list(from_files or []))
@@ -93,9 +95,9 @@ def _print_results(results, json_output: bool, quiet: bool) -> None:
 
 
 def _print_list(data_dir: Path, mirror: Optional[str], json_output: bool) -> None:
-    from cnnkit.data import install as installer
-    from cnnkit.data.download import candidate_urls
-    from cnnkit.data.sources import sources
+    from cnnkit.hub import install as installer
+    from cnnkit.hub.download import candidate_urls
+    from cnnkit.hub.sources import sources
     from cnnkit.reporting import human_bytes
 
     rows = []
@@ -118,7 +120,7 @@ def _print_list(data_dir: Path, mirror: Optional[str], json_output: bool) -> Non
     table.add_column("status", no_wrap=True)
     style = {"verified": "green", "missing": "dim", "corrupt": "red"}
     for row in rows:
-        approx = "~" if row["name"] == "cats-dogs" else ""  # no size is published for it
+        approx = "~" if not all(f.size_exact for f in sources()[row["name"]].files) else ""  # the size is only an order of magnitude
         table.add_row(row["name"], approx + human_bytes(row["size"]), row["url"],
                       Text(row["status"], style=style.get(row["status"], "yellow")))
     stdout_console().print(table)

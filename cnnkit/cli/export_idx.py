@@ -33,13 +33,14 @@ def export_idx(
     """Write train-*/t10k-* images-idx and labels-idx files plus classes.txt; prints the paths written."""
     from cnnkit.data.export import export_idx as write_all, refuse_to_overwrite
     from cnnkit.data.resolve import load_dataset
+    from cnnkit.hub.install import fetch_missing
     from cnnkit.reporting import Reporter
 
     reporter = Reporter(quiet=quiet or json_output)
     splits = ["train", "test"] if split is Split.all else [split.value]
     if not force:  # refuse before spending time on decoding
         refuse_to_overwrite(out, splits)
-    data = load_dataset(dataset, data_dir, image_size=resize, reporter=reporter)
+    data = load_dataset(dataset, data_dir, image_size=resize, reporter=reporter, on_missing=fetch_missing)
     if split is Split.all:
         splits = [name for name in splits if name in data.splits]
 

@@ -30,9 +30,11 @@ def inspect_dataset(
     """Sizes, shape, classes and balance, first labels, pixel range, mean/std as a Normalize line."""
     from cnnkit.data.folder import default_workers
     from cnnkit.data.resolve import load_dataset
+    from cnnkit.data.spec import image_root, parse_spec
     from cnnkit.data.stats import first_images, inspect_dataset as build_report
-    from cnnkit.data.verify import folder_root, verify_folder
+    from cnnkit.data.verify import verify_folder
     from cnnkit.errors import CnnkitError, DataError, UsageError
+    from cnnkit.hub.install import fetch_missing
     from cnnkit.reporting import Reporter
     from cnnkit.viz.grid import plot_sample_grid
 
@@ -40,7 +42,8 @@ def inspect_dataset(
         raise UsageError("--show needs --out PNG to write the grid to", "e.g. --show 16 --out grid.png")
     reporter = Reporter(quiet=quiet or json_output)
     workers = default_workers()
-    root = folder_root(dataset, data_dir)
+    spec = parse_spec(dataset)
+    root = image_root(spec, data_dir)
 
     checked = None
     if verify:
@@ -49,7 +52,7 @@ def inspect_dataset(
         else:
             checked = verify_folder(root, workers, reporter)
     try:
-        data = load_dataset(dataset, data_dir, workers=workers, reporter=reporter)
+        data = load_dataset(spec, data_dir, workers=workers, reporter=reporter, on_missing=fetch_missing)
     except CnnkitError:
         if checked is not None and not json_output:
             _print_verify(checked)

@@ -58,9 +58,10 @@ def summary(
         data_shape = None
         if dataset is not None:
             from cnnkit.data.resolve import load_dataset
+            from cnnkit.hub.install import fetch_missing
 
             # budget=0: a folder is only scanned (headers), never decoded, for its shape.
-            data = load_dataset(dataset, data_dir, budget=0)
+            data = load_dataset(dataset, data_dir, budget=0, on_missing=fetch_missing)
             data_shape = (data.channels, data.size[0])
             classes = classes or len(data.classes)
         target = core.registry_target(model, core.parse_input_size(input_size) if input_size else None, data_shape, classes, freeze_backbone)

@@ -46,12 +46,13 @@ def visualize_filter(
 
 def _kernel_figure(kernel_text: str, dataset: str, count: int, data_dir: Path, out: Path) -> dict:
     from cnnkit.data.resolve import load_dataset
+    from cnnkit.hub.install import fetch_missing
     from cnnkit.data.stats import first_images
     from cnnkit.viz.filters import apply_kernel, plot_kernel_effect
     from cnnkit.viz.kernels import kernel_name, parse_kernel
 
     kernel = parse_kernel(kernel_text)  # before loading data: a typo fails fast
-    data = load_dataset(dataset, data_dir)
+    data = load_dataset(dataset, data_dir, on_missing=fetch_missing)
     images, labels = first_images(data.split("train"), data.channels, data.size, count)
     inputs, filtered = apply_kernel(images, kernel)
     titles = [data.classes[label] for label in labels]

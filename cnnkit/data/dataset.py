@@ -49,13 +49,21 @@ class Dataset:
     channels: int
     size: tuple[int, int]  # (H, W) of the images as stored in the splits
     splits: dict[str, Split]
-    kind: str  # "catalog", "folder", "idx"
+    kind: str  # its format's name: "catalog", "folder", "idx", ...
     resize_to: int | None = None  # short side folders were scaled to before a center crop, if any
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     notes: list[str] = field(default_factory=list)
     # sha256 of the sorted relative paths and sizes of the dataset's files (folders and IDX
     # directories); None for catalog tensors, whose files torchvision checks by MD5.
     fingerprint: str | None = None
+    root: Path | None = None  # the directory the dataset's files are in (folders, IDX); None for catalog tensors
+
+    @classmethod
+    def of_tensors(cls, spec, splits: dict[str, TensorSplit], classes: list[str]) -> "Dataset":
+        """A dataset of splits already decoded to uint8 tensors, for a parsed DatasetSpec (catalog, IDX, npz, ...)."""
+        first = splits["train"].images
+        return cls(spec.text, spec.name, list(classes), int(first.shape[1]), (int(first.shape[2]), int(first.shape[3])),
+                   splits, spec.kind, root=spec.path)
 
     @property
     def streamed(self) -> bool:

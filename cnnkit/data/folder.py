@@ -19,7 +19,6 @@ from cnnkit.reporting import QUIET, Reporter
 
 CACHE_DIR = ".cnnkit-cache"
 CACHE_VERSION = 2  # 2: content-sampled keys, names decoded-<group>-<key>.pt
-SPLIT_NAMES = {"train": "train", "test": "test", "val": "test", "valid": "test", "validation": "test"}
 
 
 def class_folders(root: Path) -> list[Path]:

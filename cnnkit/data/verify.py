@@ -6,8 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnkit.data import catalog, folder
-from cnnkit.data.idx_dir import is_idx_dir
+from cnnkit.data import folder
 from cnnkit.data.images import JUNK_NAMES, ImageReadError, is_image_file, load_image
 from cnnkit.reporting import QUIET, Reporter
 
@@ -30,21 +29,6 @@ class VerifyResult:
             "problems": [{"path": p, "reason": r} for p, r in self.problems],
             "ignored": self.ignored,
         }
-
-
-def folder_root(spec: str, data_dir: str | Path) -> Path | None:
-    """The image folder behind a dataset spec, or None for tensor datasets (IDX, MNIST, CIFAR)."""
-    from cnnkit.data.resolve import checked_spec
-
-    key = checked_spec(spec).strip().lower()
-    if key == "cats-dogs":
-        return catalog.cats_dogs_root(Path(data_dir))
-    if key in catalog.CATALOG:
-        return None
-    path = Path(spec).expanduser()
-    if path.is_dir() and not is_idx_dir(path):
-        return path.resolve()
-    return None
 
 
 def split_files(root: Path) -> dict[str, list[Path]]:

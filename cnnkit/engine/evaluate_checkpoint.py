@@ -67,20 +67,17 @@ def check_classes(dataset: Dataset, checkpoint_classes: list[str]) -> None:
 
 def _load_evaluation_dataset(data: dict, spec: str | None, data_dir: str | Path | None, workers, budget, reporter):
     from cnnkit.data.resolve import load_dataset
+    from cnnkit.data.spec import parse_recorded_spec, parse_spec
+    from cnnkit.hub.install import fetch_missing
 
-    own = spec is None
-    spec = data["spec"] if own else spec
-    if own and data.get("kind") in ("folder", "idx") and not Path(spec).is_dir():
-        raise DataError(
-            f"the dataset this checkpoint was trained on is no longer at {spec}",
-            "pass the dataset with --dataset",
-        )
+    spec = parse_recorded_spec(data["spec"], data.get("kind")) if spec is None else parse_spec(spec)
     # The same arguments training decoded with: mixed-size folders go to the same size,
     # and grey stays grey, so a folder's decode cache is shared with training.
     return load_dataset(
         spec, data_dir if data_dir is not None else data.get("data_dir", "data"),
         image_size=int(data["size"][0]), channels=int(data["channels"]), resize_to=data.get("resize_to"),
         max_side=int(data["size"][0]), workers=workers, budget=budget, reporter=reporter,
+        on_missing=fetch_missing,
     )
 
 

@@ -116,7 +116,7 @@ def resolve_finetune_config(cfg: TrainConfig, epochs: int | None = None, head_ep
 # ---- setup --------------------------------------------------------------------------
 def _feature_cache_dir(cfg: TrainConfig, dataset) -> Path:
     # Beside the images for folders (like the decoded-image cache), else in the data root.
-    return (Path(dataset.spec) if dataset.kind == "folder" else Path(cfg.data_dir)) / CACHE_DIR
+    return (dataset.root if dataset.kind == "folder" else Path(cfg.data_dir)) / CACHE_DIR
 
 
 def _extract(cfg, dataset, split, model, head, transform, device, amp, reporter):

@@ -59,10 +59,12 @@ def eval_batch_size(batch_size: int) -> int:
 
 
 def prepare_data(cfg: TrainConfig, reporter: Reporter, image_size: int, resize_to: int | None = None) -> Dataset:
+    from cnnkit.hub.install import fetch_missing
+
     dataset = load_dataset(
         cfg.dataset, cfg.data_dir, image_size=image_size, resize_to=resize_to, max_side=image_size,
         budget=parse_bytes(cfg.memory_budget) if cfg.memory_budget else None,
-        workers=cfg.workers or None, reporter=reporter,
+        workers=cfg.workers or None, reporter=reporter, on_missing=fetch_missing,
     )
     for note in dataset.notes:
         reporter.note(f"note: {note}")

@@ -1,13 +1,14 @@
 """Install a source (dataset or weights) where cnnkit and torchvision look for it.
 
-Layouts, all under the data root unless noted:
-- mnist / fashion-mnist: MNIST/raw/*.gz and FashionMNIST/raw/*.gz, each also
-  decompressed beside it, which is what torchvision's MNIST class checks for.
-- cifar10: cifar-10-batches-py/ extracted from cifar-10-python.tar.gz, each batch
-  checked against torchvision's MD5; the archive is removed afterwards.
-- cats-dogs: PetImages/{Cat,Dog}; undecodable images moved to cats-dogs-quarantine/;
-  cats-dogs.json records the zip's size and the sha256 the first download saw.
-- weights: <torch hub dir>/checkpoints/<torchvision's file name>.
+How each layout is installed (the folders and files are the catalog entry's, cnnkit.data.catalog):
+- "idx-gz" (mnist, fashion-mnist): the .gz files, each also decompressed beside it,
+  which is what torchvision's MNIST class checks for.
+- "cifar-tar" (cifar10): the archive extracted, each member checked against its MD5;
+  the archive is removed afterwards.
+- "pets-zip" (cats-dogs): the zip's class folders; undecodable images moved to
+  <name>-quarantine/; <name>.json records the zip's size and the sha256 the first
+  download saw.
+- "weights": <torch hub dir>/checkpoints/<torchvision's file name>.
 
 What is present and verifies is not fetched again unless `force` is set. Nothing here
 writes through a link that was already in the data folder: files are created afresh
@@ -25,18 +26,17 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnkit.data import sources as tables
-from cnnkit.data.archives import extracted, move_into_place, remove_entry
-from cnnkit.data.download import (CHUNK, RetryPolicy, checksum_matches, fetch, file_digest, install_verified,
+from cnnkit.data.catalog import CatalogEntry, RemoteFile
+from cnnkit.hub import sources as tables
+from cnnkit.hub.archives import extracted, move_into_place, remove_entry
+from cnnkit.hub.download import (CHUNK, RetryPolicy, checksum_matches, fetch, file_digest, install_verified,
                                   mismatch_error, new_file, partial_path)
-from cnnkit.data.sources import RemoteFile, Source
+from cnnkit.hub.sources import Source
 from cnnkit.errors import DataError, DownloadError
 from cnnkit.fileio import atomic_file, atomic_write_text
 from cnnkit.reporting import Reporter, human_bytes
 
-QUARANTINE_DIR = "cats-dogs-quarantine"
-CATS_DOGS_RECORD = "cats-dogs.json"
-SHIPPED = {"mnist-sample": "ships inside the cnnkit package; nothing to download"}
+SHIPPED_NOTE = "ships inside the cnnkit package; nothing to download"
 
 
 @dataclass
@@ -44,7 +44,6 @@ class InstallOptions:
     data_dir: Path
     mirror: str | None = None
     force: bool = False
-    imports: list[Path] = field(default_factory=list)  # --from: files fetched by hand
     reporter: Reporter = field(default_factory=Reporter)
     policy: RetryPolicy = field(default_factory=RetryPolicy.from_env)  # a bad deadline is refused up front
 
@@ -67,10 +66,10 @@ class InstallResult:
 # Resolving names -------------------------------------------------------------------------
 
 
-def dataset_source(name: str) -> Source:
+def dataset_source(name: str) -> CatalogEntry:
     key = name.strip().lower()
     table = tables.sources()
-    if key in table and table[key].kind != "weights":
+    if key in table and table[key].layout != "weights":
         return table[key]
     names = tables.dataset_names()
     close = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
@@ -89,8 +88,8 @@ def weights_source(model: str) -> Source:
     return source
 
 
-def target_dir(source: Source, data_dir: Path) -> Path:
-    if source.kind == "weights":
+def target_dir(source: CatalogEntry | Source, data_dir: Path) -> Path:
+    if source.layout == "weights":
         return tables.hub_dir() / source.folder
     return Path(data_dir) / source.folder
 
@@ -98,23 +97,23 @@ def target_dir(source: Source, data_dir: Path) -> Path:
 # Status (for --list and for idempotence) -----------------------------------------------------
 
 
-def status(source: Source, data_dir: Path) -> str:
+def status(source: CatalogEntry | Source, data_dir: Path) -> str:
     """'verified', 'missing', 'corrupt', 'unverified' or 'partial (N MiB)'."""
     folder = target_dir(source, data_dir)
-    if source.kind in ("idx-gz", "weights"):
+    if source.layout in ("idx-gz", "weights"):
         states = [_file_state(folder / f.name, f) for f in source.files]
-        if source.kind == "idx-gz" and all(s == "verified" for s in states):
+        if source.layout == "idx-gz" and all(s == "verified" for s in states):
             if not all((folder / _gunzipped(f.name)).is_file() for f in source.files):
                 return "unverified"
         return _combine(states, [partial_path(folder / f.name) for f in source.files])
     partials = [partial_path(Path(data_dir) / f.name) for f in source.files]
-    if source.kind == "cifar-tar":
+    if source.layout == "cifar-tar":
         states = [
             "missing" if not (folder / rel).is_file() else ("verified" if file_digest(folder / rel, "md5") == md5 else "corrupt")
             for rel, md5 in source.extracted
         ]
         return _combine(states, partials)
-    return _pets_state(data_dir, partials)
+    return _pets_state(source, data_dir, partials)
 
 
 def _file_state(path: Path, remote: RemoteFile) -> str:
@@ -134,13 +133,17 @@ def _combine(states: list[str], partials: list[Path]) -> str:
     return "missing" if all(s == "missing" for s in states) else "incomplete"
 
 
-def _pets_state(data_dir: Path, partials: list[Path]) -> str:
-    from cnnkit.data.quarantine import count_images
+def _has_class_folders(entry: CatalogEntry, root: Path) -> bool:
+    return all((root / name).is_dir() for name in entry.classes)
 
-    root = Path(data_dir) / "PetImages"
-    if not ((root / "Cat").is_dir() and (root / "Dog").is_dir()):
+
+def _pets_state(entry: CatalogEntry, data_dir: Path, partials: list[Path]) -> str:
+    from cnnkit.hub.quarantine import count_images
+
+    root = Path(data_dir) / entry.folder
+    if not _has_class_folders(entry, root):
         return _combine(["missing"], partials)
-    record = _read_record(Path(data_dir))
+    record = _read_record(entry, Path(data_dir))
     if record is None:
         return "unverified"
     return "verified" if record.get("images") == count_images(root) else "corrupt"
@@ -149,16 +152,23 @@ def _pets_state(data_dir: Path, partials: list[Path]) -> str:
 # Installing ---------------------------------------------------------------------------------
 
 
-def install(source: Source, options: InstallOptions, imports: dict[str, Path] | None = None) -> InstallResult:
+def install(source: CatalogEntry | Source, options: InstallOptions, imports: dict[str, Path] | None = None) -> InstallResult:
     """Make `source` present and verified. `imports` maps file names to files given with --from."""
     imports = imports or {}
     installer = {"idx-gz": _install_idx, "cifar-tar": _install_cifar, "pets-zip": _install_pets, "weights": _install_weights}
-    return installer[source.kind](source, options, imports)
+    return installer[source.layout](source, options, imports)
 
 
-def install_dataset(name: str, data_dir: Path, mirror: str | None = None, quiet: bool = False) -> InstallResult:
-    """What `cnnkit train` calls when a catalog dataset is missing."""
-    options = InstallOptions(Path(data_dir), mirror=mirror, reporter=Reporter(quiet=quiet))
+def fetch_missing(entry: CatalogEntry, data_dir: Path) -> InstallResult:
+    """The `on_missing` of commands that need a catalog dataset (train, evaluate, ...): install it.
+
+    It fetches through the same code as `cnnkit download` (the entry's files and sums,
+    .partial files, retries), from CNNKIT_MIRROR when set.
+    """
+    import os
+
+    name = entry.name
+    options = InstallOptions(Path(data_dir), mirror=os.environ.get("CNNKIT_MIRROR") or None, reporter=Reporter())
     try:
         return install(dataset_source(name), options)
     except DownloadError as exc:
@@ -170,7 +180,7 @@ def install_dataset(name: str, data_dir: Path, mirror: str | None = None, quiet:
         ) from None
 
 
-def match_imports(sources: list[Source], paths: list[Path]) -> list[dict[str, Path]]:
+def match_imports(sources: list[CatalogEntry | Source], paths: list[Path]) -> list[dict[str, Path]]:
     """Assign each --from file to the source file it stands for: by name, else by MD5.
 
     A source with a single file takes a single leftover file whatever its name, so a
@@ -253,7 +263,7 @@ def _gunzipped(name: str) -> str:
     return name[: -len(".gz")] if name.endswith(".gz") else name
 
 
-def _install_idx(source: Source, options: InstallOptions, imports: dict[str, Path]) -> InstallResult:
+def _install_idx(source: CatalogEntry, options: InstallOptions, imports: dict[str, Path]) -> InstallResult:
     folder = target_dir(source, options.data_dir)
     actions = []
     # Files given with --from first: a bad one is reported before anything is downloaded.
@@ -270,7 +280,7 @@ def _install_idx(source: Source, options: InstallOptions, imports: dict[str, Pat
     return InstallResult(source.name, _merge_action(actions), folder.parent)
 
 
-def _install_cifar(source: Source, options: InstallOptions, imports: dict[str, Path]) -> InstallResult:
+def _install_cifar(source: CatalogEntry, options: InstallOptions, imports: dict[str, Path]) -> InstallResult:
     data_dir = Path(options.data_dir)
     folder = target_dir(source, data_dir)
     if not options.force and not imports and status(source, data_dir) == "verified":
@@ -294,68 +304,79 @@ def _install_cifar(source: Source, options: InstallOptions, imports: dict[str, P
     return InstallResult(source.name, action, folder)
 
 
-def _read_record(data_dir: Path) -> dict | None:
+def _record_name(entry: CatalogEntry) -> str:
+    """What the first download saw of an archive without a published checksum: <name>.json in the data root."""
+    return f"{entry.name}.json"
+
+
+def _quarantine_name(entry: CatalogEntry) -> str:
+    return f"{entry.name}-quarantine"
+
+
+def _read_record(entry: CatalogEntry, data_dir: Path) -> dict | None:
     try:
-        return json.loads((data_dir / CATS_DOGS_RECORD).read_text())
+        return json.loads((data_dir / _record_name(entry)).read_text())
     except (OSError, ValueError):
         return None
 
 
-def _install_pets(source: Source, options: InstallOptions, imports: dict[str, Path]) -> InstallResult:
-    from cnnkit.data.quarantine import count_images, quarantine_corrupt
+def _install_pets(source: CatalogEntry, options: InstallOptions, imports: dict[str, Path]) -> InstallResult:
+    from cnnkit.hub.quarantine import count_images, quarantine_corrupt
 
     data_dir = Path(options.data_dir)
     folder = target_dir(source, data_dir)
+    quarantine_name = _quarantine_name(source)
     if not options.force and not imports and status(source, data_dir) == "verified":
-        record = _read_record(data_dir) or {}
+        record = _read_record(source, data_dir) or {}
         return InstallResult(source.name, "already present", folder, _quarantined_from(record))
     remote = source.files[0]
     imported = imports.get(remote.name)
     archive, action = _obtain(remote, data_dir / remote.name, options, imported, copy=False)
-    sha256 = _check_first_seen(archive, data_dir, drop=action == "downloaded")
+    sha256 = _check_first_seen(source, archive, data_dir, drop=action == "downloaded")
     with extracted(archive, data_dir, reporter=options.reporter) as temp:
-        new = temp / "PetImages"
-        if not ((new / "Cat").is_dir() and (new / "Dog").is_dir()):
-            raise DownloadError(f"{archive.name} has no PetImages/Cat and PetImages/Dog", "the archive is not the one expected")
-        quarantined = quarantine_corrupt(new, temp / QUARANTINE_DIR, reporter=options.reporter)
+        new = temp / source.folder
+        if not _has_class_folders(source, new):
+            wanted = " and ".join(f"{source.folder}/{name}" for name in source.classes)
+            raise DownloadError(f"{archive.name} has no {wanted}", "the archive is not the one expected")
+        quarantined = quarantine_corrupt(new, temp / quarantine_name, reporter=options.reporter)
         images = count_images(new)
         move_into_place(new, folder)
-        old_quarantine = data_dir / QUARANTINE_DIR
+        old_quarantine = data_dir / quarantine_name
         if quarantined:
-            move_into_place(temp / QUARANTINE_DIR, old_quarantine)
+            move_into_place(temp / quarantine_name, old_quarantine)
         else:
             remove_entry(old_quarantine)
-    previous = _read_record(data_dir) or {}
+    previous = _read_record(source, data_dir) or {}
     record = {
         "file": remote.name, "url": remote.urls[0], "size": archive.stat().st_size, "sha256": sha256,
         "first_seen": previous.get("first_seen") or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "images": images, "quarantine": QUARANTINE_DIR,
+        "images": images, "quarantine": quarantine_name,
         "quarantined": [{"path": q.path, "reason": q.reason} for q in quarantined],
     }
-    atomic_write_text(data_dir / CATS_DOGS_RECORD, json.dumps(record, indent=2) + "\n")
+    atomic_write_text(data_dir / _record_name(source), json.dumps(record, indent=2) + "\n")
     if action != "imported":
         archive.unlink()  # 800 MB; the images are extracted and the record keeps its sha256
-    notes = [f"{len(quarantined)} undecodable image(s) moved to {data_dir / QUARANTINE_DIR}"] if quarantined else []
+    notes = [f"{len(quarantined)} undecodable image(s) moved to {data_dir / quarantine_name}"] if quarantined else []
     return InstallResult(source.name, action, folder, quarantined, notes)
 
 
 def _quarantined_from(record: dict) -> list:
-    from cnnkit.data.quarantine import Quarantined
+    from cnnkit.hub.quarantine import Quarantined
 
     return [Quarantined(q["path"], q["reason"]) for q in record.get("quarantined", [])]
 
 
-def _check_first_seen(archive: Path, data_dir: Path, drop: bool) -> str:
-    """No checksum is published for PetImages: trust the first sha256 seen, then hold to it."""
+def _check_first_seen(entry: CatalogEntry, archive: Path, data_dir: Path, drop: bool) -> str:
+    """No checksum is published for the archive: trust the first sha256 seen, then hold to it."""
     sha256 = file_digest(archive, "sha256")
-    record = _read_record(data_dir)
+    record = _read_record(entry, data_dir)
     if record and record.get("sha256") and record["sha256"] != sha256:
         if drop:
             archive.unlink(missing_ok=True)
         raise DownloadError(
             f"{archive.name} has sha256 {sha256}, but the first download recorded {record['sha256']} "
-            f"in {data_dir / CATS_DOGS_RECORD}",
-            f"the file changed upstream or is damaged; if the change is expected, delete {CATS_DOGS_RECORD} and run again",
+            f"in {data_dir / _record_name(entry)}",
+            f"the file changed upstream or is damaged; if the change is expected, delete {_record_name(entry)} and run again",
         )
     return sha256
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from cnnkit.data.sources import RemoteFile
+from cnnkit.data.catalog import RemoteFile
 from cnnkit.errors import DownloadError, UsageError
 from cnnkit.reporting import QUIET, Reporter
 

@@ -1,0 +1,166 @@
+"""The one parser of dataset specs, and the registry of dataset formats it consults.
+
+A spec is what `--dataset` says: a catalog name, or a directory in one of the
+formats (IDX, ImageFolder, ...). `parse_spec` turns it into a `DatasetSpec` by asking
+each registered format in priority order; `load_dataset` (cnnkit.data.resolve) hands
+the spec to its format. A new format is one module in cnnkit/data/formats/ that calls
+`register_format`, plus its import in cnnkit/data/formats/__init__.py.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from cnnkit.errors import DataError, UsageError
+from cnnkit.reporting import QUIET, Reporter
+
+if TYPE_CHECKING:
+    from cnnkit.data.dataset import Dataset
+
+# Priorities: lower is asked first. Catalog names win over a folder of the same name
+# (`--dataset mnist` beside a ./mnist folder means the catalog); the ImageFolder
+# format claims any directory, so it is asked last.
+CATALOG_PRIORITY = 0
+DEFAULT_PRIORITY = 50
+FALLBACK_PRIORITY = 100
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A parsed spec: which format reads it, its short name and, for directory formats, where it is."""
+
+    kind: str  # the format's name: "catalog", "idx", "folder", ...
+    name: str  # a catalog name, or the directory's own name (for run directories)
+    path: Path | None = None  # the absolute directory; None for catalog names
+
+    @property
+    def text(self) -> str:
+        """The spec as checkpoints record it: a catalog name or an absolute path."""
+        return str(self.path) if self.path is not None else self.name
+
+
+@dataclass
+class LoadOptions:
+    """How to load a dataset, whatever its format.
+
+    `image_size` is the side folders of mixed image sizes are decoded to (the model's
+    input size). `channels` forces grey (1) or RGB (3) for folders. `max_side`: a folder
+    of one image size larger than this on both sides is decoded to max_side x max_side
+    (training passes the model's input size; export-idx and inspect keep the images as
+    they are). `on_missing(entry, data_dir)` is called when a catalog dataset is not in
+    the data root and may install it; without it a missing dataset raises DatasetMissing.
+    """
+
+    data_dir: Path = Path("data")
+    image_size: int | None = None
+    channels: int | None = None
+    resize_to: int | None = None
+    budget: int | None = None
+    workers: int | None = None
+    reporter: Reporter = QUIET
+    max_side: int | None = None
+    on_missing: Callable | None = None
+
+
+@dataclass(frozen=True)
+class DatasetFormat:
+    """One way a spec names a dataset: `claim` recognises it, `load` reads it.
+
+    `claim(text)` returns a DatasetSpec when the spec is this format's, else None.
+    `image_root(spec, data_dir)` is the folder of image files behind it, for
+    `inspect-dataset --verify`; None for formats held as tensors.
+    """
+
+    name: str
+    claim: Callable[[str], DatasetSpec | None]
+    load: Callable[[DatasetSpec, LoadOptions], "Dataset"]
+    image_root: Callable[[DatasetSpec, Path], Path | None] = field(default=lambda spec, data_dir: None)
+    priority: int = DEFAULT_PRIORITY
+
+
+_FORMATS: dict[str, DatasetFormat] = {}
+
+
+def register_format(fmt: DatasetFormat) -> DatasetFormat:
+    if fmt.name in _FORMATS:
+        raise ValueError(f"dataset format '{fmt.name}' is registered twice")
+    _FORMATS[fmt.name] = fmt
+    return fmt
+
+
+def unregister_format(name: str) -> None:
+    _FORMATS.pop(name, None)
+
+
+def directory_format(name: str, detect: Callable[[Path], bool], load, *, image_root=None,
+                     priority: int = DEFAULT_PRIORITY) -> DatasetFormat:
+    """A format that reads a directory `detect` accepts; the spec records its absolute path."""
+
+    def claim(text: str) -> DatasetSpec | None:
+        path = Path(text).expanduser()
+        if path.is_dir() and detect(path):
+            path = path.resolve()
+            return DatasetSpec(name, path.name, path)
+        return None
+
+    return DatasetFormat(name, claim, load, image_root or (lambda spec, data_dir: None), priority)
+
+
+def formats() -> list[DatasetFormat]:
+    """The registered formats in the order a spec is offered to them."""
+    import cnnkit.data.formats  # noqa: F401  registers the built-in formats
+
+    return sorted(_FORMATS.values(), key=lambda fmt: fmt.priority)  # stable: ties keep registration order
+
+
+def get_format(name: str) -> DatasetFormat:
+    formats()
+    return _FORMATS[name]
+
+
+def checked_spec(spec: str) -> str:
+    """The spec, refused when empty: `--dataset "$DATA"` with DATA unset would mean the current folder."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise UsageError(
+            "the dataset is an empty string",
+            "name a catalog dataset, an image folder or an IDX directory (an unset shell variable gives ''); "
+            "for the current folder write .",
+        )
+    return spec
+
+
+def parse_spec(spec: str | DatasetSpec) -> DatasetSpec:
+    """The DatasetSpec for a catalog name or a directory; an unknown spec lists the close catalog names."""
+    if isinstance(spec, DatasetSpec):
+        return spec
+    text = checked_spec(spec)
+    for fmt in formats():
+        parsed = fmt.claim(text)
+        if parsed is not None:
+            return parsed
+    if Path(text).expanduser().exists():
+        raise DataError(f"dataset '{spec}' is a file, not a directory or catalog name",
+                        "pass a folder of images, an IDX directory or a catalog name")
+    from cnnkit.data.catalog import list_datasets
+
+    names = list_datasets()
+    close = difflib.get_close_matches(text.strip().lower(), names, n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else f"use a folder, an IDX directory or one of: {', '.join(names)}"
+    raise DataError(f"unknown dataset '{spec}': not a catalog name and no such directory", hint)
+
+
+def parse_recorded_spec(text: str, kind: str | None) -> DatasetSpec:
+    """The spec a checkpoint recorded with its format: a directory that has gone is named as such."""
+    if kind not in (None, "catalog") and not Path(text).expanduser().is_dir():
+        raise DataError(f"the dataset this checkpoint was trained on is no longer at {text}",
+                        "pass the dataset with --dataset")
+    return parse_spec(text)
+
+
+def image_root(spec: str | DatasetSpec, data_dir: str | Path) -> Path | None:
+    """The folder of image files behind a spec, or None for datasets held as tensors (IDX, MNIST, CIFAR)."""
+    parsed = parse_spec(spec)
+    return get_format(parsed.kind).image_root(parsed, Path(data_dir))

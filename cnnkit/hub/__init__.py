@@ -1,0 +1,1 @@
+"""Downloads and installs: sources, checksums, resumable transfers, safe archive extraction, quarantine."""
