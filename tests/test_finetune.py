@@ -23,8 +23,9 @@ import torchvision
 
 from cnnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint, transform_from_checkpoint
 from cnnkit.engine.config import TrainConfig
-from cnnkit.engine.finetune import head_name, parameter_counts, prepare_finetune, set_frozen
+from cnnkit.engine.finetune import head_name, parameter_counts, set_frozen
 from cnnkit.engine.progress import Reporter
+from cnnkit.engine.setup import prepare
 from cnnkit.engine.trainer import Trainer
 from cnnkit.models import get_spec
 from cnnkit.models.backbones import replace_head, torchvision_architecture, weights_path
@@ -132,9 +133,10 @@ def test_trainable_and_frozen_counts_match_torchinfo(name):
 
 # ---- phase 1: exactly the backbone is frozen -------------------------------------------
 def test_head_phase_leaves_the_backbone_bit_for_bit(tiny_pets, resnet_weights, tmp_path):
-    config = TrainConfig(model="resnet18", dataset=str(tiny_pets), weights=str(resnet_weights), mode="finetune",
-                         head_epochs=1, epochs=1, batch_size=2, lr=0.01, out=str(tmp_path / "runs"), name="head")
-    setup = prepare_finetune(config, Reporter(quiet=True))
+    config = TrainConfig(model="resnet18", dataset=str(tiny_pets), weights=str(resnet_weights), command="finetune",
+                         finetune_mode="finetune", head_epochs=1, epochs=1, batch_size=2, lr=0.01,
+                         out=str(tmp_path / "runs"), name="head")
+    setup = prepare(config, Reporter(quiet=True))
     start = {k: v.clone() for k, v in setup.model.state_dict().items()}
     Trainer(setup, Reporter(quiet=True)).fit()
     saved = load_checkpoint(tmp_path / "runs" / "head", prefer="last")

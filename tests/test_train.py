@@ -244,13 +244,13 @@ def test_openmp_threads_sleep_unless_the_user_says_otherwise(preset, expected):
 def test_amp_runs_bf16_autocast_on_the_cpu(tmp_path):
     from cnnkit.engine.config import TrainConfig
     from cnnkit.engine.progress import Reporter
-    from cnnkit.engine.setup import prepare_training
+    from cnnkit.engine.setup import prepare
     from cnnkit.engine.trainer import Trainer
 
     dtypes = set()
     for amp in (True, None):  # --amp, and the CPU default (off)
         config = TrainConfig(model="cnn", epochs=1, limit=256, amp=amp, device="cpu", out=str(tmp_path), name=f"amp-{amp}")
-        setup = prepare_training(config, Reporter(quiet=True))
+        setup = prepare(config, Reporter(quiet=True))
         conv = next(m for m in setup.model.modules() if isinstance(m, torch.nn.Conv2d))
         hook = conv.register_forward_hook(lambda module, args, out: dtypes.add((amp, out.dtype)))
         summary = Trainer(setup, Reporter(quiet=True)).fit()

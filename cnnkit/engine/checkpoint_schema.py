@@ -15,6 +15,7 @@ from dataclasses import fields
 
 import torch
 
+from cnnkit.engine.config import COMMANDS, FINETUNE_MODES, TrainConfig
 from cnnkit.errors import CheckpointError
 from cnnkit.limits import MAX_CHANNELS, MAX_CLASSES, MAX_PIXELS, MAX_SIDE
 
@@ -132,8 +133,6 @@ def _check_data(data: dict, kwargs: dict, spec) -> None:
 
 
 def _check_train(train: dict, resume: bool) -> None:
-    from cnnkit.engine.config import TrainConfig
-
     epoch = _integer(_get(train, "epoch", "train.epoch"), "train.epoch", 0, 1 << 31)
 
     def checked(key: str) -> bool:  # loop state: required to resume, else checked when it is there
@@ -147,6 +146,7 @@ def _check_train(train: dict, resume: bool) -> None:
         for f in fields(TrainConfig):
             if f.name in config and not _matches(config[f.name], hints[f.name]):
                 raise SchemaError(f"train.config.{f.name}", f"is {_kind(config[f.name])}, not {_type_name(hints[f.name])}")
+        _check_choices(config)
     for key in ("step_in_epoch", "global_step"):
         if checked(key):
             _integer(_get(train, key, f"train.{key}"), f"train.{key}", 0, 1 << 62)
@@ -182,6 +182,18 @@ def _check_train(train: dict, resume: bool) -> None:
         raise SchemaError("train.rng_ranks", "is not a list of dicts")
     if not all(isinstance(s, (list, tuple)) and len(s) == 2 for s in train.get("skipped", [])):
         raise SchemaError("train.skipped", "is not a list of (path, reason) pairs")
+
+
+# What a run's command and finetune mode may be; `mode` is the one field they were before the split.
+LEGACY_MODES = ("train", *FINETUNE_MODES)
+
+
+def _check_choices(config: dict) -> None:
+    choices = (("command", COMMANDS), ("finetune_mode", (None, *FINETUNE_MODES)), ("mode", LEGACY_MODES))
+    for key, allowed in choices:
+        if key in config and config[key] not in allowed:
+            raise SchemaError(f"train.config.{key}", f"is {_kind(config[key])}, not one of "
+                                                     f"{', '.join(str(a) for a in allowed)}")
 
 
 # ---- small checks --------------------------------------------------------------------------

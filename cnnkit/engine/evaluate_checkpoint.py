@@ -102,6 +102,7 @@ def evaluate_checkpoint(
     """
     from cnnkit.data.batches import make_batches
     from cnnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint, transform_from_checkpoint
+    from cnnkit.engine.config import default_amp, loader_workers
     from cnnkit.engine.device import resolve_device
     from cnnkit.engine.evaluation import run_evaluation
     from cnnkit.engine.progress import Reporter, task_progress
@@ -134,12 +135,11 @@ def evaluate_checkpoint(
     batches = make_batches(
         chosen, channels=loaded.channels, size=loaded.size, device=torch_device, shuffle=False,
         batch_size=batch_size or int(data.get("eval_batch_size", 128)), seed=int(data.get("seed", 0)),
-        workers=workers if workers is not None else 2,
+        workers=loader_workers(workers),
     )
     config = checkpoint.get("train", {}).get("config", {})
-    amp = config.get("amp") if config.get("amp") is not None else torch_device.type == "cuda"
     result = run_evaluation(model, batches, transform, len(data["classes"]), device=torch_device,
-                            amp=bool(amp), k=top_k, keep_predictions=keep_predictions)
+                            amp=bool(default_amp(config.get("amp"), torch_device)), k=top_k, keep_predictions=keep_predictions)
     skipped = list(getattr(batches, "skipped", []))
     for path, reason in skipped:
         reporter.warn(f"skipped unreadable image {path}: {reason}")

@@ -24,7 +24,7 @@ from torch import nn
 
 from cnnkit.engine import distributed
 from cnnkit.engine.checkpoint import build_checkpoint, load_model_weights, save_checkpoint
-from cnnkit.engine.config import TrainConfig
+from cnnkit.engine.config import TrainConfig, default_amp
 from cnnkit.engine.distributed import World
 from cnnkit.engine.evaluation import run_evaluation
 from cnnkit.engine.interrupt import StopRequest, TrainingInterrupted
@@ -55,21 +55,36 @@ class TrainSetup:
     train_batches: object
     val_batches: object
     transform: Callable
-    num_classes: int
     device: torch.device
-    amp: bool
     phases: list[Phase]
     run_dir: Path
     model_section: dict  # name and kwargs; the state_dict is added at save time
     data_section: dict
+    dataset: object  # the loaded Dataset
     freeze: Callable[[nn.Module, bool], None] | None = None
-    skipped: list[tuple[str, str]] = field(default_factory=list)
     extra_train: dict = field(default_factory=dict)  # e.g. finetune's trainable counts
     world: World = field(default_factory=World)
-    # Features mode: epochs take a moment and the backbone never changes, so writing the whole model
-    # (528 MB for VGG16) after every epoch would cost more than the training. Checkpoints are written at
-    # the end (and on Ctrl-C); the best epoch's trainable weights wait in memory until then.
+    # Features mode writes its checkpoints at the end (and on Ctrl-C) only; the best epoch's trainable
+    # weights wait in memory until then (engine/finetune.py CachedFeatures says why).
     checkpoint_every_epoch: bool = True
+
+    @property
+    def num_classes(self) -> int:
+        return self.model_section["kwargs"]["num_classes"]
+
+    @property
+    def amp(self) -> bool:
+        return default_amp(self.config.amp, self.device)
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """Unreadable images, each once: found while loading, and by the batches as they stream."""
+        found = [*self.dataset.skipped, *getattr(self.train_batches, "skipped", []),
+                 *getattr(self.val_batches, "skipped", [])]
+        first = {}
+        for path, reason in found:
+            first.setdefault(path, (path, reason))
+        return list(first.values())
 
 
 @dataclass
@@ -189,7 +204,6 @@ class Trainer:
             "phases": [vars(p) for p in self.s.phases],
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "scaler": {},  # bf16 autocast needs no grad scaler
             "rng": rng[0],
             "rng_ranks": rng,
             "world_size": self.world.size,
@@ -234,17 +248,16 @@ class Trainer:
             return self._summary(already_finished=True)
         if self.phase_index < 0:
             self._enter_phase(phase_at(s.phases, st.epoch)[0])
-        warned = {path for path, _ in s.skipped}
+        warned = {path for path, _ in s.skipped}  # prepare warned of what loading found
         with StopRequest(lambda name: self.reporter.warn(f"{name}: stopping after this batch ({name} again to abort)")) as stop:
             for epoch in range(st.epoch, self.total_epochs):
                 index, _ = phase_at(s.phases, epoch)
                 if index != self.phase_index:
                     self._enter_phase(index)
                 self._train_epoch(epoch, stop)
-                for path, reason in getattr(s.train_batches, "skipped", []):
+                for path, reason in s.skipped:
                     if path not in warned:
                         warned.add(path)
-                        s.skipped.append((path, reason))
                         self.reporter.warn(f"skipped unreadable image {path}: {reason}")
         return self._summary()
 
@@ -300,7 +313,7 @@ class Trainer:
                 self.reporter.finish(f"{label}: interrupted after batch {st.step_in_epoch}/{len(s.train_batches)}")
                 raise TrainingInterrupted(
                     f"saved {s.run_dir / 'last.pt'} after batch {st.step_in_epoch} of epoch {epoch + 1}",
-                    f"resume with: cnnkit {'finetune' if cfg.mode != 'train' else 'train'} --resume {s.run_dir}",
+                    f"resume with: cnnkit {cfg.command} --resume {s.run_dir}",
                     signum=stop.signum,
                 )
         if device.type == "cuda":
