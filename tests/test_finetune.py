@@ -186,6 +186,25 @@ def test_unfreeze_phase_is_interrupted_and_resumes_in_that_phase(tiny_pets, resn
     assert len(final["train"]["optimizer"]["param_groups"][0]["params"]) == n_params
 
 
+def test_old_style_finetune_checkpoint_resumes_as_finetune(tiny_pets, resnet_weights, tmp_path, cli):
+    from test_train import make_old_style
+
+    run = tmp_path / "runs" / "old"
+    code, _, stderr = cli("finetune", "resnet18", "--weights", resnet_weights, "--dataset", tiny_pets, "--head-epochs", "1",
+                          "--batch-size", "2", "--out", tmp_path / "runs", "--name", "old", "--quiet")
+    assert code == 0, stderr
+    make_old_style(run / "last.pt")
+    assert load_checkpoint(run, prefer="last")["train"]["config"]["mode"] == "finetune"
+    code, stdout, stderr = cli("evaluate", run / "last.pt", "--json")
+    assert code == 0, stderr
+    code, stdout, stderr = cli("finetune", "--resume", run, "--epochs", "2", "--json")
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert (summary["mode"], summary["epochs"]) == ("finetune", 2)
+    assert [(p["name"], p["epochs"]) for p in summary["phases"]] == [("head", 2)]
+    assert metrics_phases(run) == ["head", "head"]
+
+
 # ---- features mode -------------------------------------------------------------------
 def test_features_mode_caches_features_and_writes_a_full_checkpoint(tiny_pets, resnet_in_hub, tmp_path, cli):
     args = ["finetune", "resnet", "--dataset", tiny_pets, "--mode", "features", "--head-epochs", "2",

@@ -125,11 +125,6 @@ def _check_data(data: dict, kwargs: dict, spec) -> None:
             raise SchemaError(f"data.{key}", f"is {_kind(values)}, not 1 to {MAX_CHANNELS} finite numbers")
     if not all(v > 0 for v in data["std"]):
         raise SchemaError("data.std", "must be positive")
-    if data.get("val_split") is not None and not (_is_number(data["val_split"]) and 0 < data["val_split"] < 1):
-        raise SchemaError("data.val_split", "must be between 0 and 1")
-    for key, low, high in (("seed", 0, 2**63 - 1), ("eval_batch_size", 1, 1 << 20)):
-        if data.get(key) is not None:
-            _integer(data[key], f"data.{key}", low, high)
 
 
 def _check_train(train: dict, resume: bool) -> None:
@@ -146,7 +141,7 @@ def _check_train(train: dict, resume: bool) -> None:
         for f in fields(TrainConfig):
             if f.name in config and not _matches(config[f.name], hints[f.name]):
                 raise SchemaError(f"train.config.{f.name}", f"is {_kind(config[f.name])}, not {_type_name(hints[f.name])}")
-        _check_choices(config)
+        _check_config_values(config)
     for key in ("step_in_epoch", "global_step"):
         if checked(key):
             _integer(_get(train, key, f"train.{key}"), f"train.{key}", 0, 1 << 62)
@@ -184,16 +179,22 @@ def _check_train(train: dict, resume: bool) -> None:
         raise SchemaError("train.skipped", "is not a list of (path, reason) pairs")
 
 
-# What a run's command and finetune mode may be; `mode` is the one field they were before the split.
+# `mode` held both the command and the finetune mode before they were split; old checkpoints still have it.
 LEGACY_MODES = ("train", *FINETUNE_MODES)
 
 
-def _check_choices(config: dict) -> None:
+def _check_config_values(config: dict) -> None:
     choices = (("command", COMMANDS), ("finetune_mode", (None, *FINETUNE_MODES)), ("mode", LEGACY_MODES))
     for key, allowed in choices:
         if key in config and config[key] not in allowed:
             raise SchemaError(f"train.config.{key}", f"is {_kind(config[key])}, not one of "
                                                      f"{', '.join(str(a) for a in allowed)}")
+    # What evaluate re-draws the validation split and cuts batches with.
+    if config.get("val_split") is not None and not 0 < config["val_split"] < 1:
+        raise SchemaError("train.config.val_split", "must be between 0 and 1")
+    for key, low, high in (("seed", 0, 2**63 - 1), ("batch_size", 1, 1 << 20)):
+        if key in config:
+            _integer(config[key], f"train.config.{key}", low, high)
 
 
 # ---- small checks --------------------------------------------------------------------------

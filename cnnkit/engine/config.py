@@ -70,6 +70,11 @@ def upgrade_config(values: dict) -> dict:
     return values
 
 
+def recorded_config(checkpoint: dict) -> TrainConfig:
+    """The configuration a checkpoint's run was trained with (the defaults for a file that records none)."""
+    return TrainConfig.from_dict(checkpoint.get("train", {}).get("config", {}))
+
+
 def default_amp(requested: bool | None, device) -> bool:
     """bf16 autocast: as asked, else on for CUDA and off elsewhere."""
     return requested if requested is not None else device.type == "cuda"

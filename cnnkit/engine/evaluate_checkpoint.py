@@ -102,7 +102,7 @@ def evaluate_checkpoint(
     """
     from cnnkit.data.batches import make_batches
     from cnnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint, transform_from_checkpoint
-    from cnnkit.engine.config import default_amp, loader_workers
+    from cnnkit.engine.config import default_amp, eval_batch_size, loader_workers, recorded_config
     from cnnkit.engine.device import resolve_device
     from cnnkit.engine.evaluation import run_evaluation
     from cnnkit.engine.progress import Reporter, task_progress
@@ -128,18 +128,18 @@ def evaluate_checkpoint(
     if split_name in ("val", "train") and loaded.spec == data.get("spec"):
         check_same_files(data, loaded.fingerprint, loaded.spec, f"--split {split_name}",
                          "evaluate with --split test, or on a separate test folder (--dataset DIR --split test)")
-    chosen = pick_split(loaded, split_name, data.get("val_split"), int(data.get("seed", 0)))
+    config = recorded_config(checkpoint)
+    chosen = pick_split(loaded, split_name, config.val_split, config.seed)
 
     model = model_from_checkpoint(checkpoint).to(torch_device)
     transform = transform_from_checkpoint(checkpoint, torch_device)
     batches = make_batches(
         chosen, channels=loaded.channels, size=loaded.size, device=torch_device, shuffle=False,
-        batch_size=batch_size or int(data.get("eval_batch_size", 128)), seed=int(data.get("seed", 0)),
+        batch_size=batch_size or eval_batch_size(config.batch_size), seed=config.seed,
         workers=loader_workers(workers),
     )
-    config = checkpoint.get("train", {}).get("config", {})
     result = run_evaluation(model, batches, transform, len(data["classes"]), device=torch_device,
-                            amp=bool(default_amp(config.get("amp"), torch_device)), k=top_k, keep_predictions=keep_predictions)
+                            amp=default_amp(config.amp, torch_device), k=top_k, keep_predictions=keep_predictions)
     skipped = list(getattr(batches, "skipped", []))
     for path, reason in skipped:
         reporter.warn(f"skipped unreadable image {path}: {reason}")

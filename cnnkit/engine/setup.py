@@ -18,7 +18,7 @@ from cnnkit.data.memory import parse_bytes
 from cnnkit.data.resolve import load_dataset
 from cnnkit.data.transforms import BatchTransform, parse_augment
 from cnnkit.engine import distributed
-from cnnkit.engine.config import COMMANDS, TrainConfig, eval_batch_size
+from cnnkit.engine.config import COMMANDS, TrainConfig
 from cnnkit.engine.device import cpu_threads_for, forward_macs, resolve_device, usable_cores
 from cnnkit.engine.distributed import World
 from cnnkit.engine.finetune import CachedFeatures, NewHead
@@ -126,11 +126,7 @@ def data_section(dataset: Dataset, cfg: TrainConfig, in_channels: int, input_siz
         "std": list(std),
         "resize": list(dataset.size) != [input_size, input_size],
         "resize_to": dataset.resize_to,  # what the loader really did, so predict decodes alike
-        "val_split": cfg.val_split,
-        "val_source": val_source,
-        "seed": cfg.seed,
-        "limit": cfg.limit,
-        "eval_batch_size": eval_batch_size(cfg.batch_size),
+        "val_source": val_source,  # the split, seed and limit that drew it are in train.config
         "fingerprint": dataset.fingerprint,  # evaluate --split val and --resume refuse a folder that changed
     }
 
