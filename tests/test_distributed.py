@@ -153,12 +153,14 @@ def test_finetune_under_torchrun_writes_one_run_and_shards_the_batches(tmp_path)
             for i in range(count):
                 Image.new("RGB", (16, 16), tuple(c + 5 * i for c in colour)).save(tmp_path / "tiny" / split / name / f"{i}.png")
     done = torchrun("finetune", "resnet18", "--weights", weights, "--dataset", tmp_path / "tiny", "--limit", "8",
-                    "--epochs", "1", "--batch-size", "2", "--json", cwd=tmp_path)
+                    "--head-epochs", "1", "--unfreeze-epochs", "1", "--batch-size", "2", "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)  # one document: only rank 0 prints
     assert (summary["processes"], summary["global_batch"]) == (2, 4)
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["resnet18-tiny"]
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "resnet18-tiny", prefer="last")
     assert ckpt["train"]["world_size"] == 2 and len(ckpt["train"]["rng_ranks"]) == 2
-    # 8 images, 2 per batch: each rank's shard of 4 is 2 batches (4 if every rank trained on all of them).
-    assert ckpt["train"]["global_step"] == 2
+    # 8 images, 2 per batch: each rank's shard of 4 is 2 batches an epoch (4 if every rank trained on all of them).
+    assert ckpt["train"]["global_step"] == 2 * 2
+    # The unfreeze phase trained the backbone too, the same on both ranks (rank 0's weights are the checkpoint's).
+    assert not torch.equal(ckpt["model"]["state_dict"]["conv1.weight"], torch.load(weights, weights_only=True)["conv1.weight"])

@@ -133,19 +133,12 @@ class Trainer:
         self.cfg = setup.config
         self.model = setup.model
         self.world = setup.world
-        self.forward = self.model
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=self.cfg.label_smoothing)
+        self.step = TrainStep(self._wrapped(), self.criterion, amp=setup.amp, batch_size=self.cfg.batch_size,
+                              auto_batch=self.cfg.auto_batch, ddp=self.world.enabled, reporter=reporter)
         if self.world.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            device_ids = [setup.device.index] if setup.device.type == "cuda" else None
-            self.forward = DistributedDataParallel(self.model, device_ids=device_ids)
             # Same initial weights everywhere (DDP broadcasts them), different dropout per rank.
             torch.manual_seed(self.cfg.seed + 7919 * self.world.rank)
-        if self.cfg.compile:
-            self.forward = torch.compile(self.forward)
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=self.cfg.label_smoothing)
-        self.step = TrainStep(self.forward, self.criterion, amp=setup.amp, batch_size=self.cfg.batch_size,
-                              auto_batch=self.cfg.auto_batch, ddp=self.world.enabled, reporter=reporter)
         gen_device = setup.device if setup.device.type == "cuda" else "cpu"
         self.augment_generator = torch.Generator(device=gen_device).manual_seed(self.cfg.seed + self.world.rank)
         self.state = LoopState()
@@ -155,10 +148,22 @@ class Trainer:
         self.total_epochs = sum(p.epochs for p in setup.phases)
 
     # ---- setup of a phase ------------------------------------------------------------
+    def _wrapped(self) -> nn.Module:
+        """The model as the step runs it: under DDP (across ranks) and torch.compile when asked."""
+        forward = self.model
+        if self.world.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            device_ids = [self.s.device.index] if self.s.device.type == "cuda" else None
+            forward = DistributedDataParallel(self.model, device_ids=device_ids)
+        return torch.compile(forward) if self.cfg.compile else forward
+
     def _enter_phase(self, index: int) -> None:
         phase = self.s.phases[index]
         if self.s.freeze is not None:
             self.s.freeze(self.model, phase.frozen)
+            if self.world.enabled:  # DDP reduces the gradients of what was trainable when it was built
+                self.step.forward = self._wrapped()
         # Each phase starts with fresh optimizer state for what is trainable in it.
         self.optimizer = build_optimizer(self.model.parameters(), self.cfg.optimizer, phase.lr,
                                          self.cfg.momentum, self.cfg.weight_decay, self.cfg.nesterov)
