@@ -13,11 +13,9 @@ from cnnkit.cli.app import app
 from cnnkit.cli.common import DataDirOption, DeviceOption, JsonOption, QuietOption, SeedOption, handle_errors
 from cnnkit.cli.output import print_run_summary
 from cnnkit.cli.resume_options import refuse_fixed_options
+from cnnkit.engine.config import FINETUNE_MODES  # plain values: no torch
 
-
-class FinetuneMode(str, Enum):
-    finetune = "finetune"
-    features = "features"
+FinetuneMode = Enum("FinetuneMode", {mode: mode for mode in FINETUNE_MODES}, type=str)
 
 
 @app.command(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from cnnkit.data.batches import make_batches

@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from cnnkit.data.dataset import Dataset
 from cnnkit.engine import distributed
 from cnnkit.engine.checkpoint import build_checkpoint, load_model_weights, save_checkpoint
 from cnnkit.engine.config import TrainConfig, default_amp
@@ -60,7 +61,7 @@ class TrainSetup:
     run_dir: Path
     model_section: dict  # name and kwargs; the state_dict is added at save time
     data_section: dict
-    dataset: object  # the loaded Dataset
+    dataset: Dataset
     freeze: Callable[[nn.Module, bool], None] | None = None
     extra_train: dict = field(default_factory=dict)  # e.g. finetune's trainable counts
     world: World = field(default_factory=World)
