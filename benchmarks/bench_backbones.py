@@ -24,7 +24,7 @@ from cnnkit.data.dataset import TensorSplit
 from cnnkit.data.idx import read_idx
 from cnnkit.engine.config import TrainConfig
 from cnnkit.engine.evaluation import run_evaluation
-from cnnkit.engine.setup import eval_batch_size
+from cnnkit.engine.config import eval_batch_size
 from cnnkit.models import get_model
 
 MODELS = ("resnet18", "mobilenet_v2")

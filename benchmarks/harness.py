@@ -20,7 +20,7 @@ import torch
 
 from cnnkit.engine.config import TrainConfig
 from cnnkit.reporting import Reporter
-from cnnkit.engine.setup import prepare_training
+from cnnkit.engine.setup import prepare
 from cnnkit.engine.trainer import Trainer
 
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -164,11 +164,11 @@ class CnnkitRun:
 
 
 def cnnkit_train(config: TrainConfig, device: torch.device, on_epoch: Callable | None = None) -> CnnkitRun:
-    """Train through cnnkit's real engine (prepare_training + Trainer.fit), as `cnnkit train` does."""
+    """Train through cnnkit's real engine (prepare + Trainer.fit), as `cnnkit train` does."""
     reporter = EpochHook(on_epoch)
     started = time.perf_counter()
     with PeakMemory(device) as memory:
-        setup = prepare_training(config, reporter)
+        setup = prepare(config, reporter)
         trainer = Trainer(setup, reporter)
         reporter.trainer = trainer
         try:

@@ -35,7 +35,7 @@ from torchvision.transforms import v2
 
 from cnnkit.data.resolve import load_dataset
 from cnnkit.engine.config import TrainConfig
-from cnnkit.engine.finetune import prepare_finetune
+from cnnkit.engine.setup import prepare
 from cnnkit.reporting import Reporter
 from cnnkit.models import get_spec
 from cnnkit.models.backbones import weights_path
@@ -46,9 +46,9 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 def backbone_features(folder: Path, weights: Path, out: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Features of every photo (train and validation splits together) through cnnkit's features mode."""
-    config = TrainConfig(model="resnet18", dataset=str(folder), mode="features", weights=str(weights), val_split=0.2,
+    config = TrainConfig(model="resnet18", dataset=str(folder), command="finetune", finetune_mode="features", weights=str(weights), val_split=0.2,
                          head_epochs=1, epochs=1, memory_budget="0", out=str(out), device="cpu")
-    setup = prepare_finetune(config, Reporter(quiet=True))  # memory budget 0: nothing is cached beside the photos
+    setup = prepare(config, Reporter(quiet=True))  # memory budget 0: nothing is cached beside the photos
     parts = (setup.train_batches, setup.val_batches)
     return torch.cat([b.images for b in parts]).float(), torch.cat([b.labels for b in parts])
 

@@ -1,8 +1,9 @@
-"""torchrun + DistributedDataParallel on CPU with gloo: accuracy, exact resume, reduced metrics, failures, two nodes."""
+"""torchrun + DistributedDataParallel on CPU with gloo: accuracy, exact resume, reduced metrics, failures, two nodes, finetune."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ from cnnkit.data.batches import make_batches
 from cnnkit.data.dataset import train_val_splits
 from cnnkit.data.resolve import load_dataset
 from cnnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint, transform_from_checkpoint
+from cnnkit.engine.config import eval_batch_size, recorded_config
 from cnnkit.engine.evaluation import run_evaluation
 
 from conftest import run_cnnkit
@@ -86,11 +88,11 @@ def test_checkpoint_loads_in_one_process_and_validation_is_whole_split(runs):
     assert ckpt["train"]["world_size"] == 2 and len(ckpt["train"]["rng_ranks"]) == 2
     assert not any(k.startswith("module.") for k in ckpt["model"]["state_dict"])
     model = model_from_checkpoint(ckpt)
-    data = ckpt["data"]
-    dataset = load_dataset(data["spec"])
-    _, val, _ = train_val_splits(dataset, data["val_split"], data["seed"])
-    batches = make_batches(val, channels=dataset.channels, size=dataset.size, batch_size=data["eval_batch_size"],
-                           device=torch.device("cpu"), shuffle=False)
+    config = recorded_config(ckpt)
+    dataset = load_dataset(ckpt["data"]["spec"])
+    _, val, _ = train_val_splits(dataset, config.val_split, config.seed)
+    batches = make_batches(val, channels=dataset.channels, size=dataset.size, device=torch.device("cpu"),
+                           batch_size=eval_batch_size(config.batch_size), shuffle=False)
     result = run_evaluation(model, batches, transform_from_checkpoint(ckpt, "cpu"), 10, device=torch.device("cpu"))
     assert result.count == 2000
     assert abs(result.accuracy - ckpt["train"]["history"][-1]["val_acc"]) < 1e-9
@@ -135,3 +137,30 @@ def test_two_nodes_on_one_machine(tmp_path):
     assert printed == ["checkpoints/mlp-mnist-sample"]
     ckpt = load_checkpoint(tmp_path / printed[0], prefer="last")
     assert ckpt["train"]["world_size"] == 2
+
+
+def test_finetune_under_torchrun_writes_one_run_and_shards_the_batches(tmp_path):
+    import torchvision
+    from PIL import Image
+
+    weights = tmp_path / "resnet18-random.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    colours = {"red": (200, 30, 30), "blue": (30, 30, 200)}
+    for split, count in (("train", 4), ("test", 1)):
+        for name, colour in colours.items():
+            (tmp_path / "tiny" / split / name).mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", (16, 16), tuple(c + 5 * i for c in colour)).save(tmp_path / "tiny" / split / name / f"{i}.png")
+    done = torchrun("finetune", "resnet18", "--weights", weights, "--dataset", tmp_path / "tiny", "--limit", "8",
+                    "--head-epochs", "1", "--unfreeze-epochs", "1", "--batch-size", "2", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)  # one document: only rank 0 prints
+    assert (summary["processes"], summary["global_batch"]) == (2, 4)
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["resnet18-tiny"]
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "resnet18-tiny", prefer="last")
+    assert ckpt["train"]["world_size"] == 2 and len(ckpt["train"]["rng_ranks"]) == 2
+    # 8 images, 2 per batch: each rank's shard of 4 is 2 batches an epoch (4 if every rank trained on all of them).
+    assert ckpt["train"]["global_step"] == 2 * 2
+    # The unfreeze phase trained the backbone too, the same on both ranks (rank 0's weights are the checkpoint's).
+    assert not torch.equal(ckpt["model"]["state_dict"]["conv1.weight"], torch.load(weights, weights_only=True)["conv1.weight"])

@@ -23,7 +23,7 @@ import torchvision
 
 from cnnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint, transform_from_checkpoint
 from cnnkit.engine.config import TrainConfig
-from cnnkit.engine.finetune import prepare_finetune
+from cnnkit.engine.setup import prepare
 from cnnkit.reporting import Reporter
 from cnnkit.engine.trainer import Trainer
 from cnnkit.models import get_spec
@@ -134,9 +134,10 @@ def test_trainable_and_frozen_counts_match_torchinfo(name):
 
 # ---- phase 1: exactly the backbone is frozen -------------------------------------------
 def test_head_phase_leaves_the_backbone_bit_for_bit(tiny_pets, resnet_weights, tmp_path):
-    config = TrainConfig(model="resnet18", dataset=str(tiny_pets), weights=str(resnet_weights), mode="finetune",
-                         head_epochs=1, epochs=1, batch_size=2, lr=0.01, out=str(tmp_path / "runs"), name="head")
-    setup = prepare_finetune(config, Reporter(quiet=True))
+    config = TrainConfig(model="resnet18", dataset=str(tiny_pets), weights=str(resnet_weights), command="finetune",
+                         finetune_mode="finetune", head_epochs=1, epochs=1, batch_size=2, lr=0.01,
+                         out=str(tmp_path / "runs"), name="head")
+    setup = prepare(config, Reporter(quiet=True))
     start = {k: v.clone() for k, v in setup.model.state_dict().items()}
     Trainer(setup, Reporter(quiet=True)).fit()
     saved = load_checkpoint(tmp_path / "runs" / "head", prefer="last")
@@ -184,6 +185,25 @@ def test_unfreeze_phase_is_interrupted_and_resumes_in_that_phase(tiny_pets, resn
     # The unfreeze phase's optimizer covers every parameter, not just the head.
     n_params = len(list(torchvision.models.resnet18().parameters()))
     assert len(final["train"]["optimizer"]["param_groups"][0]["params"]) == n_params
+
+
+def test_old_style_finetune_checkpoint_resumes_as_finetune(tiny_pets, resnet_weights, tmp_path, cli):
+    from test_train import make_old_style
+
+    run = tmp_path / "runs" / "old"
+    code, _, stderr = cli("finetune", "resnet18", "--weights", resnet_weights, "--dataset", tiny_pets, "--head-epochs", "1",
+                          "--batch-size", "2", "--out", tmp_path / "runs", "--name", "old", "--quiet")
+    assert code == 0, stderr
+    make_old_style(run / "last.pt")
+    assert load_checkpoint(run, prefer="last")["train"]["config"]["mode"] == "finetune"
+    code, stdout, stderr = cli("evaluate", run / "last.pt", "--json")
+    assert code == 0, stderr
+    code, stdout, stderr = cli("finetune", "--resume", run, "--epochs", "2", "--json")
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert (summary["mode"], summary["epochs"]) == ("finetune", 2)
+    assert [(p["name"], p["epochs"]) for p in summary["phases"]] == [("head", 2)]
+    assert metrics_phases(run) == ["head", "head"]
 
 
 # ---- features mode -------------------------------------------------------------------

@@ -29,7 +29,7 @@ from cnnkit.engine.config import TrainConfig
 from cnnkit.engine.evaluation import run_evaluation
 from cnnkit.reporting import Reporter
 from cnnkit.engine.runner import start_training
-from cnnkit.engine.setup import prepare_training
+from cnnkit.engine.setup import prepare
 from cnnkit.engine.trainer import Trainer
 from cnnkit.models import get_model
 
@@ -164,7 +164,7 @@ def test_cuda_training_uses_bf16_and_channels_last_and_never_syncs_per_batch(tmp
     def run(name: str, limit: int, **overrides):
         config = TrainConfig(model="cnn", dataset="mnist-sample", epochs=1, limit=limit, batch_size=64,
                              out=str(tmp_path), name=name, device="cuda", **overrides)
-        setup = prepare_training(config, Reporter(quiet=True))
+        setup = prepare(config, Reporter(quiet=True))
         # Count the synchronising CUDA calls PyTorch itself reports, for the whole run.
         torch.cuda.set_sync_debug_mode("warn")
         try:

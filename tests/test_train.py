@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -97,6 +96,42 @@ def test_resume_of_a_finished_run_says_so(cli):
     code, out, err = cli("train", "--resume", run)
     assert code == 0
     assert "already finished" in err
+
+
+def make_old_style(path: Path) -> None:
+    """Rewrite a checkpoint as cnnkit wrote it before TrainConfig.mode was split into command and finetune_mode."""
+    checkpoint = load(path)
+    config = checkpoint["train"]["config"]
+    command, finetune_mode = config.pop("command"), config.pop("finetune_mode")
+    config["mode"] = finetune_mode or command  # "train", "finetune" or "features"
+    checkpoint["train"]["scaler"] = {}
+    checkpoint["data"].update(val_split=config["val_split"], seed=config["seed"], limit=config["limit"],
+                              eval_batch_size=min(512, 2 * config["batch_size"]))
+    torch.save(checkpoint, path)
+
+
+def test_old_style_checkpoint_evaluates_and_resumes(cli, tmp_path):
+    run = tmp_path / cli("train", "mlp", "--epochs", "1", *QUICK, "--quiet")[1].strip()
+    make_old_style(run / "last.pt")
+    assert "mode" in load(run / "last.pt")["train"]["config"]
+    code, out, err = cli("evaluate", run / "last.pt", "--json")
+    assert code == 0, err
+    assert json.loads(out)["accuracy"] == pytest.approx(load(run / "last.pt")["train"]["history"][-1]["val_acc"])
+    code, out, err = cli("train", "--resume", run, "--epochs", "2", "--json")
+    assert code == 0, err
+    assert json.loads(out)["epochs"] == 2
+    config = load(run / "last.pt")["train"]["config"]
+    assert (config["command"], config["finetune_mode"]) == ("train", None) and "mode" not in config
+
+
+@pytest.mark.parametrize("key, value", [("command", "export"), ("finetune_mode", "train"), ("mode", "features2")])
+def test_checkpoint_with_an_unknown_command_or_mode_is_refused(cli, tmp_path, key, value):
+    run = tmp_path / cli("train", "perceptron", "--epochs", "1", *QUICK, "--quiet")[1].strip()
+    checkpoint = load(run / "last.pt")
+    checkpoint["train"]["config"][key] = value
+    torch.save(checkpoint, run / "last.pt")
+    code, out, err = cli("train", "--resume", run)
+    assert f"train.config.{key}" in assert_clean_failure(code, err)[0]
 
 
 def test_sigint_saves_and_resume_finishes_identically(tmp_path):
@@ -243,13 +278,13 @@ def test_openmp_threads_sleep_unless_the_user_says_otherwise(preset, expected):
 def test_amp_runs_bf16_autocast_on_the_cpu(tmp_path):
     from cnnkit.engine.config import TrainConfig
     from cnnkit.reporting import Reporter
-    from cnnkit.engine.setup import prepare_training
+    from cnnkit.engine.setup import prepare
     from cnnkit.engine.trainer import Trainer
 
     dtypes = set()
     for amp in (True, None):  # --amp, and the CPU default (off)
         config = TrainConfig(model="cnn", epochs=1, limit=256, amp=amp, device="cpu", out=str(tmp_path), name=f"amp-{amp}")
-        setup = prepare_training(config, Reporter(quiet=True))
+        setup = prepare(config, Reporter(quiet=True))
         conv = next(m for m in setup.model.modules() if isinstance(m, torch.nn.Conv2d))
         hook = conv.register_forward_hook(lambda module, args, out: dtypes.add((amp, out.dtype)))
         summary = Trainer(setup, Reporter(quiet=True)).fit()

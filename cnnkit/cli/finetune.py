@@ -13,11 +13,9 @@ from cnnkit.cli.app import app
 from cnnkit.cli.common import DataDirOption, DeviceOption, JsonOption, QuietOption, SeedOption, handle_errors
 from cnnkit.cli.output import print_run_summary
 from cnnkit.cli.resume_options import refuse_fixed_options
+from cnnkit.engine.config import FINETUNE_MODES  # plain values: no torch
 
-
-class FinetuneMode(str, Enum):
-    finetune = "finetune"
-    features = "features"
+FinetuneMode = Enum("FinetuneMode", {mode: mode for mode in FINETUNE_MODES}, type=str)
 
 
 @app.command(
@@ -66,14 +64,15 @@ def finetune(
 ) -> None:
     """Fine-tune an ImageNet backbone: new head on a frozen backbone, then optionally unfreeze; prints the run directory last."""
     from cnnkit.engine.config import TrainConfig
-    from cnnkit.engine.finetune import resolve_finetune_config, resume_finetune, start_finetune
+    from cnnkit.engine.finetune import resolve_finetune_config
+    from cnnkit.engine.runner import resume_training, start_training
     from cnnkit.reporting import Reporter
     from cnnkit.errors import UsageError
 
     reporter = Reporter(quiet=quiet or json_output)
     if resume is not None:
         refuse_fixed_options(ctx)
-        summary = resume_finetune(resume, reporter, epochs=epochs, device=device, workers=workers,
+        summary = resume_training(resume, reporter, epochs=epochs, device=device, workers=workers,
                                   auto_batch=auto_batch)
     else:
         if model is None:
@@ -86,10 +85,10 @@ def finetune(
             seed=seed, device=device,
             # --no-cache is a zero memory budget: stream and decode every epoch, keep no features.
             memory_budget=memory_budget if cache else "0",
-            mode=mode.value, weights=str(weights.expanduser().resolve()) if weights else None,
+            command="finetune", finetune_mode=mode.value, weights=str(weights.expanduser().resolve()) if weights else None,
             unfreeze_epochs=unfreeze_epochs, unfreeze_lr=unfreeze_lr,
         )
-        summary = start_finetune(resolve_finetune_config(config, epochs=epochs, head_epochs=head_epochs), reporter)
+        summary = start_training(resolve_finetune_config(config, epochs=epochs, head_epochs=head_epochs), reporter)
     if not (quiet or json_output):
         print_phases(summary.get("phases", []))
     print_run_summary(summary, json_output=json_output, quiet=quiet)

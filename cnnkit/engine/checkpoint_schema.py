@@ -15,6 +15,7 @@ from dataclasses import fields
 
 import torch
 
+from cnnkit.engine.config import COMMANDS, FINETUNE_MODES, TrainConfig
 from cnnkit.errors import CheckpointError
 from cnnkit.limits import MAX_CHANNELS, MAX_CLASSES, MAX_PIXELS, MAX_SIDE
 
@@ -124,16 +125,9 @@ def _check_data(data: dict, kwargs: dict, spec) -> None:
             raise SchemaError(f"data.{key}", f"is {_kind(values)}, not 1 to {MAX_CHANNELS} finite numbers")
     if not all(v > 0 for v in data["std"]):
         raise SchemaError("data.std", "must be positive")
-    if data.get("val_split") is not None and not (_is_number(data["val_split"]) and 0 < data["val_split"] < 1):
-        raise SchemaError("data.val_split", "must be between 0 and 1")
-    for key, low, high in (("seed", 0, 2**63 - 1), ("eval_batch_size", 1, 1 << 20)):
-        if data.get(key) is not None:
-            _integer(data[key], f"data.{key}", low, high)
 
 
 def _check_train(train: dict, resume: bool) -> None:
-    from cnnkit.engine.config import TrainConfig
-
     epoch = _integer(_get(train, "epoch", "train.epoch"), "train.epoch", 0, 1 << 31)
 
     def checked(key: str) -> bool:  # loop state: required to resume, else checked when it is there
@@ -147,6 +141,7 @@ def _check_train(train: dict, resume: bool) -> None:
         for f in fields(TrainConfig):
             if f.name in config and not _matches(config[f.name], hints[f.name]):
                 raise SchemaError(f"train.config.{f.name}", f"is {_kind(config[f.name])}, not {_type_name(hints[f.name])}")
+        _check_config_values(config)
     for key in ("step_in_epoch", "global_step"):
         if checked(key):
             _integer(_get(train, key, f"train.{key}"), f"train.{key}", 0, 1 << 62)
@@ -182,6 +177,24 @@ def _check_train(train: dict, resume: bool) -> None:
         raise SchemaError("train.rng_ranks", "is not a list of dicts")
     if not all(isinstance(s, (list, tuple)) and len(s) == 2 for s in train.get("skipped", [])):
         raise SchemaError("train.skipped", "is not a list of (path, reason) pairs")
+
+
+# `mode` held both the command and the finetune mode before they were split; old checkpoints still have it.
+LEGACY_MODES = ("train", *FINETUNE_MODES)
+
+
+def _check_config_values(config: dict) -> None:
+    choices = (("command", COMMANDS), ("finetune_mode", (None, *FINETUNE_MODES)), ("mode", LEGACY_MODES))
+    for key, allowed in choices:
+        if key in config and config[key] not in allowed:
+            raise SchemaError(f"train.config.{key}", f"is {_kind(config[key])}, not one of "
+                                                     f"{', '.join(str(a) for a in allowed)}")
+    # What evaluate re-draws the validation split and cuts batches with.
+    if config.get("val_split") is not None and not 0 < config["val_split"] < 1:
+        raise SchemaError("train.config.val_split", "must be between 0 and 1")
+    for key, low, high in (("seed", 0, 2**63 - 1), ("batch_size", 1, 1 << 20)):
+        if key in config:
+            _integer(config[key], f"train.config.{key}", low, high)
 
 
 # ---- small checks --------------------------------------------------------------------------

@@ -1,8 +1,16 @@
-"""Training configuration: plain values only, so it fits in config.json and the checkpoint."""
+"""Training configuration: plain values only, so it fits in config.json and the checkpoint.
+
+Also the defaults that depend on where the run happens (amp, loader workers), computed in one place.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+
+COMMANDS = ("train", "finetune")
+FINETUNE_MODES = ("finetune", "features")
+DEFAULT_LOADER_WORKERS = 2  # DataLoader workers for streamed folders when --workers is not given
+MAX_EVAL_BATCH = 512
 
 
 @dataclass
@@ -25,7 +33,7 @@ class TrainConfig:
     val_every: int = 0
     out: str = "checkpoints"
     name: str | None = None
-    amp: bool | None = None  # None: on for CUDA, off elsewhere
+    amp: bool | None = None  # None: default_amp decides
     compile: bool = False
     auto_batch: bool = False
     workers: int | None = None
@@ -33,8 +41,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     memory_budget: str | None = None
+    command: str = "train"  # which command started the run, and so resumes it
     # finetune only
-    mode: str = "train"
+    finetune_mode: str | None = None  # "finetune" or "features"
     weights: str | None = None
     head_epochs: int = 0
     unfreeze_epochs: int = 0
@@ -45,5 +54,36 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
+        values = upgrade_config(values)
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def upgrade_config(values: dict) -> dict:
+    """A config written before `mode` was split: mode "train" was the train command, any other a finetune mode."""
+    if "mode" not in values:
+        return values
+    values = dict(values)
+    mode = values.pop("mode")
+    values.setdefault("command", "train" if mode == "train" else "finetune")
+    values.setdefault("finetune_mode", None if mode == "train" else mode)
+    return values
+
+
+def recorded_config(checkpoint: dict) -> TrainConfig:
+    """The configuration a checkpoint's run was trained with (the defaults for a file that records none)."""
+    return TrainConfig.from_dict(checkpoint.get("train", {}).get("config", {}))
+
+
+def default_amp(requested: bool | None, device) -> bool:
+    """bf16 autocast: as asked, else on for CUDA and off elsewhere."""
+    return requested if requested is not None else device.type == "cuda"
+
+
+def loader_workers(requested: int | None) -> int:
+    return DEFAULT_LOADER_WORKERS if requested is None else requested
+
+
+def eval_batch_size(batch_size: int) -> int:
+    """Evaluation keeps no gradients, so it affords twice the training batch (up to a bound)."""
+    return min(MAX_EVAL_BATCH, 2 * batch_size)

@@ -101,6 +101,7 @@ def evaluate_checkpoint(
     """
     from cnnkit.data.batches import make_batches
     from cnnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint, transform_from_checkpoint
+    from cnnkit.engine.config import default_amp, eval_batch_size, loader_workers, recorded_config
     from cnnkit.engine.device import resolve_device
     from cnnkit.engine.evaluation import run_evaluation
     from cnnkit.errors import UsageError
@@ -123,19 +124,18 @@ def evaluate_checkpoint(
     if split_name in ("val", "train") and loaded.spec == data.get("spec"):
         check_same_files(data, loaded.fingerprint, loaded.spec, f"--split {split_name}",
                          "evaluate with --split test, or on a separate test folder (--dataset DIR --split test)")
-    chosen = pick_split(loaded, split_name, data.get("val_split"), int(data.get("seed", 0)))
+    config = recorded_config(checkpoint)
+    chosen = pick_split(loaded, split_name, config.val_split, config.seed)
 
     model = model_from_checkpoint(checkpoint).to(torch_device)
     transform = transform_from_checkpoint(checkpoint, torch_device)
     batches = make_batches(
         chosen, channels=loaded.channels, size=loaded.size, device=torch_device, shuffle=False,
-        batch_size=batch_size or int(data.get("eval_batch_size", 128)), seed=int(data.get("seed", 0)),
-        workers=workers if workers is not None else 2,
+        batch_size=batch_size or eval_batch_size(config.batch_size), seed=config.seed,
+        workers=loader_workers(workers),
     )
-    config = checkpoint.get("train", {}).get("config", {})
-    amp = config.get("amp") if config.get("amp") is not None else torch_device.type == "cuda"
     result = run_evaluation(model, batches, transform, len(data["classes"]), device=torch_device,
-                            amp=bool(amp), k=top_k, keep_predictions=keep_predictions)
+                            amp=default_amp(config.amp, torch_device), k=top_k, keep_predictions=keep_predictions)
     skipped = list(getattr(batches, "skipped", []))
     reporter.skipped(skipped)
     if result.count == 0:

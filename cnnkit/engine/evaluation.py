@@ -40,7 +40,7 @@ def eval_logits(model, x: torch.Tensor, amp: bool) -> torch.Tensor:
 
 @torch.no_grad()
 def run_evaluation(model, batches, transform, num_classes: int, *, device, amp: bool = False, k: int = 5,
-                   keep_predictions: bool = False, epoch: int = 0) -> EvalResult:
+                   keep_predictions: bool = False) -> EvalResult:
     """Evaluate in eval mode. Sums stay on the device and are read once at the end."""
     was_training = model.training
     model.eval()
@@ -51,7 +51,7 @@ def run_evaluation(model, batches, transform, num_classes: int, *, device, amp: 
     count = 0
     keep = []
     k = max(1, min(k, num_classes))
-    for images, labels in batches.epoch(epoch):
+    for images, labels in batches.epoch(0):  # unshuffled: every epoch is the same
         logits = eval_logits(model, transform(images, train=False), amp)
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
         predicted = logits.argmax(1)

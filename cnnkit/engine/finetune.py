@@ -1,4 +1,4 @@
-"""Transfer learning from ImageNet backbones: `cnnkit finetune`.
+"""Transfer learning from ImageNet backbones: the model sources of `cnnkit finetune`.
 
 Phase 1 ("head") freezes the backbone and trains a new head; phase 2
 ("unfreeze"), if asked for, trains everything at a lower learning rate with a
@@ -12,33 +12,26 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from cnnkit.data.batches import make_batches
 from cnnkit.data.folder import CACHE_DIR
 from cnnkit.data.memory import parse_bytes
-from cnnkit.data.transforms import BatchTransform, parse_augment
-from cnnkit.engine.config import TrainConfig
-from cnnkit.engine.device import resolve_device
+from cnnkit.engine.config import FINETUNE_MODES, TrainConfig, default_amp, eval_batch_size, loader_workers
+from cnnkit.engine.distributed import World
 from cnnkit.engine.features import (
     HeadOnFeatures, extract_features, feature_cache_key, identity_transform, load_cached_features,
     save_cached_features,
 )
+from cnnkit.engine.model_source import ModelSource, run_batches
 from cnnkit.reporting import Reporter
-from cnnkit.engine.rundir import new_run_dir, run_locks_released
-from cnnkit.engine.setup import (
-    batches_for, data_section, eval_batch_size, prepare_data, training_splits, place_model, validate_config,
-)
-from cnnkit.engine.state import seed_everything
-from cnnkit.engine.trainer import Phase, Trainer, TrainSetup
+from cnnkit.engine.trainer import Phase
 from cnnkit.errors import ModelError, UsageError
 from cnnkit.models import get_spec
 from cnnkit.models.backbones import build_pretrained, weights_path
 from cnnkit.models.registry import ModelSpec, pretrained_models
 from cnnkit.models.surgery import parameter_counts, replace_head, set_frozen
 
-MODES = ("finetune", "features")
 # Head epochs when neither --head-epochs nor --epochs is given. A features
 # epoch is a pass of a linear layer over cached vectors, so it can afford more.
 DEFAULT_HEAD_EPOCHS = {"finetune": 2, "features": 10}
@@ -58,16 +51,15 @@ def pretrained_spec(name: str) -> ModelSpec:
 
 # ---- phases -------------------------------------------------------------------------
 def validate_finetune(cfg: TrainConfig) -> None:
-    validate_config(cfg)
     checks = [
-        (cfg.mode in MODES, f"--mode must be one of {', '.join(MODES)}"),
+        (cfg.finetune_mode in FINETUNE_MODES, f"--mode must be one of {', '.join(FINETUNE_MODES)}"),
         (cfg.head_epochs >= 0, "--head-epochs must not be negative"),
         (cfg.unfreeze_epochs >= 0, "--unfreeze-epochs must not be negative"),
         (cfg.head_epochs + cfg.unfreeze_epochs >= 1, "nothing to train: --head-epochs and --unfreeze-epochs are both 0"),
         (cfg.unfreeze_lr is None or 0 < cfg.unfreeze_lr < float("inf"), "--unfreeze-lr must be a positive finite number"),
-        (cfg.mode != "features" or cfg.unfreeze_epochs == 0,
+        (cfg.finetune_mode != "features" or cfg.unfreeze_epochs == 0,
          "--mode features trains only the head on cached features; --unfreeze-epochs needs --mode finetune"),
-        (cfg.mode != "features" or cfg.head_epochs >= 1, "--mode features needs --head-epochs of at least 1"),
+        (cfg.finetune_mode != "features" or cfg.head_epochs >= 1, "--mode features needs --head-epochs of at least 1"),
     ]
     for ok, message in checks:
         if not ok:
@@ -76,7 +68,7 @@ def validate_finetune(cfg: TrainConfig) -> None:
 
 def finetune_phases(cfg: TrainConfig) -> list[Phase]:
     """Head phase (frozen backbone), then the unfreeze phase; a larger --epochs on resume extends the last."""
-    head_phase = "features" if cfg.mode == "features" else "head"
+    head_phase = "features" if cfg.finetune_mode == "features" else "head"
     phases = []
     if cfg.head_epochs:
         phases.append(Phase(head_phase, cfg.head_epochs, cfg.lr, frozen=True))
@@ -100,7 +92,7 @@ def phase_counts(model: nn.Module, head: nn.Module, phases: list[Phase]) -> list
 def resolve_finetune_config(cfg: TrainConfig, epochs: int | None = None, head_epochs: int | None = None) -> TrainConfig:
     """Fill head_epochs and epochs for a new run. --epochs is the total of both phases."""
     if head_epochs is None:
-        head_epochs = epochs - cfg.unfreeze_epochs if epochs is not None else DEFAULT_HEAD_EPOCHS.get(cfg.mode, 2)
+        head_epochs = epochs - cfg.unfreeze_epochs if epochs is not None else DEFAULT_HEAD_EPOCHS.get(cfg.finetune_mode, 2)
     elif epochs is not None and epochs != head_epochs + cfg.unfreeze_epochs:
         raise UsageError(
             f"--epochs {epochs} does not equal --head-epochs {head_epochs} + --unfreeze-epochs {cfg.unfreeze_epochs}",
@@ -113,140 +105,124 @@ def resolve_finetune_config(cfg: TrainConfig, epochs: int | None = None, head_ep
     return cfg
 
 
-# ---- setup --------------------------------------------------------------------------
+# ---- model sources ------------------------------------------------------------------
+class NewHead(ModelSource):
+    """An ImageNet backbone with its weights' own preprocessing and a new head; the backbone frozen by phase."""
+
+    def validate(self) -> None:
+        validate_finetune(self.cfg)
+
+    def find_spec(self) -> ModelSpec:
+        return pretrained_spec(self.cfg.model)
+
+    def load(self) -> None:
+        cfg, spec = self.cfg, self.spec
+        self.weights = weights_path(spec, cfg.weights)
+        self.model = build_pretrained(spec, weights_file=cfg.weights)
+        # The weights' own preprocessing: resize 256, center crop 224, ImageNet mean/std.
+        preset = spec.preprocessing
+        self.crop, self.resize, self.mean, self.std = preset.crop, preset.resize, list(preset.mean), list(preset.std)
+
+    def decode_size(self) -> tuple[int, int | None]:
+        return self.crop, self.resize
+
+    def input_shape(self, dataset) -> tuple[int, int]:
+        return 3, self.crop
+
+    def build(self, in_channels: int, num_classes: int, input_size: int) -> nn.Module:
+        replace_head(self.model, self.spec, num_classes)
+        self.head_name = self.spec.new_head
+        self.head = self.model.get_submodule(self.head_name)
+        self.counts = phase_counts(self.model, self.head, self.phases())
+        return self.model
+
+    def model_kwargs(self, in_channels: int, num_classes: int, input_size: int) -> dict:
+        return {**super().model_kwargs(in_channels, num_classes, input_size), "arch": "torchvision"}
+
+    def normalisation(self, train_split, channels: int) -> tuple[list[float], list[float]]:
+        return self.mean, self.std
+
+    def phases(self) -> list[Phase]:
+        return finetune_phases(self.cfg)
+
+    def freeze(self, _model: nn.Module, frozen: bool) -> None:
+        set_frozen(self.model, self.head, frozen)
+
+    def batches(self, model, transform, dataset, splits, device, place, reporter):
+        self.report_phases(reporter)
+        return super().batches(model, transform, dataset, splits, device, place, reporter)
+
+    def report_phases(self, reporter: Reporter) -> None:
+        for row in self.counts:
+            reporter.note(f"phase {row['name']}: {row['epochs']} epoch(s) at lr {row['lr']:g}; "
+                          f"{row['trainable']:,} trainable, {row['frozen']:,} frozen parameters")
+
+    def extra_train(self) -> dict:
+        return {"finetune": {"mode": self.cfg.finetune_mode, "weights": str(self.weights), "head": self.head_name,
+                             "phases": self.counts}}
+
+
+class CachedFeatures(NewHead):
+    """The frozen backbone runs once; its features (cached on disk) train the new head alone.
+
+    Epochs take a moment and the backbone never changes, so writing the whole model (528 MB for VGG16)
+    after every epoch would cost more than the training: checkpoints are written at the end (and on Ctrl-C).
+    """
+
+    checkpoint_every_epoch = False
+
+    def batches(self, model, transform, dataset, splits, device, place, reporter):
+        cfg = self.cfg
+        if cfg.augment:
+            reporter.warn("--augment is ignored in --mode features: the backbone sees each image once, unaugmented")
+        features = self.features(dataset, model, transform, splits, device, place, reporter)
+        train, val = run_batches(cfg, *(split for split, _ in features), channels=1, size=(1, 1), device=device,
+                                 place=place)
+        for batches, (_, skipped) in zip((train, val), features):
+            batches.skipped = skipped  # images the backbone could not read: the run's summary counts them
+        self.report_phases(reporter)
+        return HeadOnFeatures(model, self.head_name), identity_transform, train, val
+
+    def features(self, dataset, model, transform, splits, device, place: World, reporter):
+        """[(features, skipped)] for train and validation: computed once, then read from the cache."""
+        cfg = self.cfg
+        amp = default_amp(cfg.amp, device)
+        use_cache = not (cfg.memory_budget and parse_bytes(cfg.memory_budget) == 0)  # --no-cache
+        preprocessing = {"mean": self.mean, "std": self.std, "crop": self.crop, "resize": self.resize,
+                         "size": list(dataset.size)}
+        key = feature_cache_key(cfg.model, self.weights, preprocessing, *splits, amp)
+        cache = _feature_cache_dir(cfg, dataset) / f"features-{key}.pt"
+        cached = load_cached_features(cache) if use_cache else None
+        if cached is not None:
+            reporter.note(f"features: reusing {cache}")
+            return [(split, []) for split in cached]
+        started = time.perf_counter()
+        # Every rank extracts the whole of both splits (the same on each), then trains on its shard.
+        extracted = [self._extract(dataset, split, model, transform, device, amp, reporter) for split in splits]
+        seconds = time.perf_counter() - started
+        n = sum(len(split) for split, _ in extracted)
+        reporter.note(f"features: ran the backbone over {n} images in {seconds:.1f}s ({n / max(seconds, 1e-9):,.1f} images/s)")
+        if use_cache and place.main and save_cached_features(cache, *(split for split, _ in extracted)):
+            reporter.note(f"features: cached in {cache}")
+        return extracted
+
+    def _extract(self, dataset, split, model, transform, device, amp, reporter):
+        batches = make_batches(split, channels=dataset.channels, size=dataset.size, device=device, shuffle=False,
+                               batch_size=eval_batch_size(self.cfg.batch_size), seed=self.cfg.seed,
+                               workers=loader_workers(self.cfg.workers))
+        features = extract_features(model, self.head, batches, transform, device, amp)
+        reporter.skipped(getattr(batches, "skipped", []))
+        return features, list(getattr(batches, "skipped", []))
+
+
+# ---- the feature cache ---------------------------------------------------------------
 def _feature_cache_dir(cfg: TrainConfig, dataset) -> Path:
     # Beside the images for folders (like the decoded-image cache), else in the data root.
     return (dataset.root if dataset.kind == "folder" else Path(cfg.data_dir)) / CACHE_DIR
 
 
-def _extract(cfg, dataset, split, model, head, transform, device, amp, reporter):
-    batches = make_batches(split, channels=dataset.channels, size=dataset.size, batch_size=eval_batch_size(cfg.batch_size),
-                           device=device, shuffle=False, seed=cfg.seed, workers=cfg.workers if cfg.workers is not None else 2)
-    features = extract_features(model, head, batches, transform, device, amp)
-    reporter.skipped(getattr(batches, "skipped", []))
-    return features, list(getattr(batches, "skipped", []))
-
-
-def _features_setup(cfg, reporter, dataset, model, head, transform, splits, device, amp, weights, preprocessing):
-    """Batches of cached backbone features for train and validation (computed once, then read from disk)."""
-    use_cache = not (cfg.memory_budget and parse_bytes(cfg.memory_budget) == 0)  # --no-cache
-    key = feature_cache_key(cfg.model, weights, preprocessing, *splits, amp)
-    cache = _feature_cache_dir(cfg, dataset) / f"features-{key}.pt"
-    cached = load_cached_features(cache) if use_cache else None
-    skipped = []
-    if cached is not None:
-        reporter.note(f"features: reusing {cache}")
-        train_feats, val_feats = cached
-    else:
-        started = time.perf_counter()
-        (train_feats, bad_train), (val_feats, bad_val) = (
-            _extract(cfg, dataset, split, model, head, transform, device, amp, reporter) for split in splits
-        )
-        skipped = bad_train + bad_val
-        seconds = time.perf_counter() - started
-        n = len(train_feats) + len(val_feats)
-        reporter.note(f"features: ran the backbone over {n} images in {seconds:.1f}s ({n / max(seconds, 1e-9):,.1f} images/s)")
-        if use_cache and save_cached_features(cache, train_feats, val_feats):
-            reporter.note(f"features: cached in {cache}")
-    common = dict(channels=1, size=(1, 1), device=device, seed=cfg.seed)
-    train_batches = make_batches(train_feats, batch_size=cfg.batch_size, shuffle=True, **common)
-    val_batches = make_batches(val_feats, batch_size=eval_batch_size(cfg.batch_size), shuffle=False, **common)
-    return train_batches, val_batches, skipped
-
-
-def prepare_finetune(cfg: TrainConfig, reporter: Reporter, run_dir: Path | None = None) -> TrainSetup:
-    """Everything the Trainer needs for a finetune run (new, or resumed when run_dir is given)."""
-    validate_finetune(cfg)
-    spec = pretrained_spec(cfg.model)
-    device = resolve_device(cfg.device)
-    seed_everything(cfg.seed)
-    # Before any data is read: a missing download, a missing file or weights that do not fit fail here.
-    weights = weights_path(spec, cfg.weights)
-    model = build_pretrained(spec, weights_file=cfg.weights)
-    # The weights' own preprocessing: resize 256, center crop 224, ImageNet mean/std.
-    preset = spec.preprocessing
-    crop, resize, mean, std = preset.crop, preset.resize, list(preset.mean), list(preset.std)
-    dataset = prepare_data(cfg, reporter, crop, resize_to=resize)
-    train_split, val_split, val_source = training_splits(cfg, dataset)
-    if tuple(dataset.size) != (crop, crop):
-        reporter.note(f"note: resizing {dataset.size[0]}x{dataset.size[1]} images to {crop}x{crop} for {spec.name}")
-    if dataset.channels != 3:
-        reporter.note(f"note: repeating the grey channel to 3 channels for {spec.name}")
-    num_classes = len(dataset.classes)
-    replace_head(model, spec, num_classes)
-    channels_last = place_model(model, device)
-    amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
-    name = spec.new_head
-    head = model.get_submodule(name)
-    phases = finetune_phases(cfg)
-    counts = phase_counts(model, head, phases)
-    augment = parse_augment(cfg.augment)
-    transform = BatchTransform(mean, std, 3, crop, augment, device, channels_last)
-    skipped = list(dataset.skipped)
-    if cfg.mode == "features":
-        if augment:
-            reporter.warn("--augment is ignored in --mode features: the backbone sees each image once, unaugmented")
-        preprocessing = {"mean": mean, "std": std, "crop": crop, "resize": resize, "size": list(dataset.size)}
-        train_batches, val_batches, bad = _features_setup(
-            cfg, reporter, dataset, model, head, transform, (train_split, val_split), device, amp, weights, preprocessing)
-        skipped += bad
-        trained, batch_transform = HeadOnFeatures(model, name), identity_transform
-    else:
-        train_batches, val_batches = batches_for(cfg, dataset, train_split, val_split, device)
-        trained, batch_transform = model, transform
-    for row in counts:
-        reporter.note(f"phase {row['name']}: {row['epochs']} epoch(s) at lr {row['lr']:g}; "
-                      f"{row['trainable']:,} trainable, {row['frozen']:,} frozen parameters")
-    run_dir = run_dir or new_run_dir(cfg.out, spec.name, dataset.name, cfg.name)
-    return TrainSetup(
-        config=cfg,
-        model=trained,
-        train_batches=train_batches,
-        val_batches=val_batches,
-        transform=batch_transform,
-        num_classes=num_classes,
-        device=device,
-        amp=amp,
-        phases=phases,
-        run_dir=Path(run_dir),
-        model_section={"name": spec.name,
-                       "kwargs": {"in_channels": 3, "num_classes": num_classes, "image_size": crop, "arch": "torchvision"}},
-        data_section=data_section(dataset, cfg, 3, crop, mean, std, val_source),
-        freeze=lambda _model, frozen: set_frozen(model, head, frozen),
-        skipped=skipped,
-        extra_train={"finetune": {"mode": cfg.mode, "weights": str(weights), "head": name, "phases": counts}},
-        checkpoint_every_epoch=cfg.mode != "features",
-    )
-
-
-# ---- entry points -------------------------------------------------------------------
-def start_finetune(config: TrainConfig, reporter: Reporter | None = None) -> dict:
-    reporter = reporter or Reporter()
-    with run_locks_released():
-        setup = prepare_finetune(config, reporter)  # creates and locks the run directory
-        summary = Trainer(setup, reporter).fit()
-    return {**summary, **finetune_summary(setup.extra_train)}
-
-
-def resume_finetune(target: str | Path, reporter: Reporter | None = None, **options) -> dict:
-    """Continue a finetune run in whichever phase it stopped (runner.resume_training does the work)."""
-    from cnnkit.engine.runner import resume_training
-
-    summary = resume_training(target, reporter, **options)
-    return {**summary, **finetune_summary(read_train_extras(Path(summary["run_dir"]) / "last.pt"))}
-
-
-def read_train_extras(path: Path) -> dict:
-    """The train section of a checkpoint, without reading its weights (memory-mapped)."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        train = checkpoint.get("train", {})
-        return {k: train[k] for k in ("finetune",) if k in train}
-    except Exception:
-        return {}
-
-
 def finetune_summary(extra_train: dict) -> dict:
+    """What a finetune run adds to its summary: mode, weights file, head and each phase's parameter counts."""
     info = extra_train.get("finetune")
     if not info:
         return {}

@@ -1,4 +1,4 @@
-"""Start or resume a training run: the entry points the CLI (and the Python API) call."""
+"""Start or resume a training run (train or finetune): the entry points the CLI (and the Python API) call."""
 
 from __future__ import annotations
 
@@ -8,18 +8,19 @@ from cnnkit.data.dataset import check_same_files
 from cnnkit.engine import distributed
 from cnnkit.engine.checkpoint import load_checkpoint
 from cnnkit.engine.config import TrainConfig
+from cnnkit.engine.finetune import finetune_summary
 from cnnkit.reporting import Reporter
 from cnnkit.engine.rundir import check_writable, claim_for_resume, resumable_run_dir, run_locks_released
-from cnnkit.engine.setup import prepare_training
-from cnnkit.engine.trainer import Trainer
+from cnnkit.engine.setup import prepare
+from cnnkit.engine.trainer import Trainer, TrainSetup
 
 
 def start_training(config: TrainConfig, reporter: Reporter | None = None) -> dict:
     reporter = reporter or Reporter()
     try:
         with run_locks_released():
-            setup = prepare_training(config, reporter)  # creates and locks the run directory
-            return Trainer(setup, reporter).fit()
+            setup = prepare(config, reporter)  # creates and locks the run directory
+            return _fit(Trainer(setup, reporter), setup)
     finally:
         distributed.shutdown()
 
@@ -48,22 +49,22 @@ def _continue(checkpoint: dict, run_dir: Path, reporter: Reporter, epochs, devic
     if workers is not None:
         config.workers = workers
     config.auto_batch = config.auto_batch or auto_batch
-    if config.mode != "train":
-        from cnnkit.engine.finetune import prepare_finetune
-
-        setup = prepare_finetune(config, reporter, run_dir=run_dir)
-    else:
-        setup = prepare_training(config, reporter, run_dir=run_dir)
-    check_same_files(checkpoint["data"], setup.data_section.get("fingerprint"), setup.data_section["spec"], "--resume",
-                     "start a new run on the changed folder, or put the files back as they were")
-    trainer = Trainer(setup, reporter)
-    trainer.resume_from(checkpoint)  # the checkpoint is now known to be whole and to fit: say what else is wrong
-    # Rank 0 alone writes in the run directory, so it alone holds the lock; the others learn if it failed.
-    distributed.on_rank_zero(lambda: claim_for_resume(resumable_run_dir(checkpoint["path"])))
-    done = trainer.state.epoch
-    if done < trainer.total_epochs:
-        reporter.note(f"resuming {run_dir} at epoch {done + 1}, batch {trainer.state.step_in_epoch + 1}")
     try:
-        return trainer.fit()
+        setup = prepare(config, reporter, run_dir=run_dir)
+        check_same_files(checkpoint["data"], setup.data_section.get("fingerprint"), setup.data_section["spec"],
+                         "--resume", "start a new run on the changed folder, or put the files back as they were")
+        trainer = Trainer(setup, reporter)
+        trainer.resume_from(checkpoint)  # the checkpoint is now known to be whole and to fit: say what else is wrong
+        # Rank 0 alone writes in the run directory, so it alone holds the lock; the others learn if it failed.
+        distributed.on_rank_zero(lambda: claim_for_resume(resumable_run_dir(checkpoint["path"])))
+        done = trainer.state.epoch
+        if done < trainer.total_epochs:
+            reporter.note(f"resuming {run_dir} at epoch {done + 1}, batch {trainer.state.step_in_epoch + 1}")
+        return _fit(trainer, setup)
     finally:
         distributed.shutdown()
+
+
+def _fit(trainer: Trainer, setup: TrainSetup) -> dict:
+    """Train, and say what the run was: finetune runs add their mode, weights, head and phases."""
+    return {**trainer.fit(), **finetune_summary(setup.extra_train)}

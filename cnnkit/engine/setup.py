@@ -1,41 +1,49 @@
-"""Turn a TrainConfig into everything the Trainer needs: data, model, transform, run directory."""
+"""One path from a TrainConfig to everything the Trainer needs: data, model, transform, run directory.
+
+Train and finetune share every step; what differs (the model, its input, its phases, its batches) is
+asked of the run's ModelSource: engine/model_source.py `Scratch`, engine/finetune.py `NewHead` and
+`CachedFeatures`.
+"""
 
 from __future__ import annotations
 
 import math
 import os
-
 from pathlib import Path
 
 import torch
 
-from cnnkit.data.batches import make_batches
-from cnnkit.data.dataset import Dataset, TensorSplit, train_val_splits
+from cnnkit.data.dataset import Dataset, train_val_splits
 from cnnkit.data.memory import parse_bytes
 from cnnkit.data.resolve import load_dataset
-from cnnkit.data.transforms import BatchTransform, channel_stats, parse_augment
-from cnnkit.engine.config import TrainConfig
+from cnnkit.data.transforms import BatchTransform, parse_augment
 from cnnkit.engine import distributed
+from cnnkit.engine.config import COMMANDS, TrainConfig
 from cnnkit.engine.device import cpu_threads_for, forward_macs, resolve_device, usable_cores
 from cnnkit.engine.distributed import World
+from cnnkit.engine.finetune import CachedFeatures, NewHead
+from cnnkit.engine.model_source import ModelSource, Scratch
 from cnnkit.engine.optim import OPTIMIZERS, SCHEDULES
 from cnnkit.reporting import Reporter
 from cnnkit.engine.rundir import check_run_name, new_run_dir
 from cnnkit.engine.state import seed_everything
-from cnnkit.engine.trainer import Phase, TrainSetup
+from cnnkit.engine.trainer import TrainSetup
 from cnnkit.errors import DataError, UsageError
-from cnnkit.models import INIT_SCHEMES, get_model, get_spec, initialise
-from cnnkit.models.registry import input_channels_for, input_size_for
+from cnnkit.models import INIT_SCHEMES
 
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
-MAX_EVAL_BATCH = 512
+
+def model_source(cfg: TrainConfig) -> ModelSource:
+    """The run's model source; it checks its own options and, for finetune, that the model has weights."""
+    if cfg.command not in COMMANDS:
+        raise UsageError(f"unknown command '{cfg.command}': a run is one of {', '.join(COMMANDS)}")
+    if cfg.command == "train":
+        return Scratch(cfg)
+    return CachedFeatures(cfg) if cfg.finetune_mode == "features" else NewHead(cfg)
 
 
 def validate_config(cfg: TrainConfig) -> None:
     """The core checks its own inputs, so the API fails as clearly as the CLI."""
     checks = [
-        (cfg.epochs >= 1 or cfg.mode != "train", "--epochs must be at least 1"),
         (cfg.batch_size >= 1, "--batch-size must be at least 1"),
         (0 < cfg.lr < math.inf, "--lr must be a positive finite number"),  # inf or nan trains to nan silently
         (math.isfinite(cfg.momentum) and math.isfinite(cfg.weight_decay), "--momentum and --weight-decay must be finite"),
@@ -52,10 +60,6 @@ def validate_config(cfg: TrainConfig) -> None:
             raise UsageError(message)
     parse_augment(cfg.augment)
     check_run_name(cfg.name)
-
-
-def eval_batch_size(batch_size: int) -> int:
-    return min(MAX_EVAL_BATCH, 2 * batch_size)
 
 
 def prepare_data(cfg: TrainConfig, reporter: Reporter, image_size: int, resize_to: int | None = None) -> Dataset:
@@ -91,15 +95,6 @@ def training_splits(cfg: TrainConfig, dataset: Dataset):
     return limited(train_split, cfg.limit, cfg.seed), val_split, val_source
 
 
-def batches_for(cfg: TrainConfig, dataset: Dataset, train_split, val_split, device: torch.device, place: World = World()):
-    workers = cfg.workers if cfg.workers is not None else 2
-    common = dict(channels=dataset.channels, size=dataset.size, device=device, seed=cfg.seed, workers=workers,
-                  rank=place.rank, world=place.size)
-    train = make_batches(train_split, batch_size=cfg.batch_size, shuffle=True, pad=True, **common)
-    val = make_batches(val_split, batch_size=eval_batch_size(cfg.batch_size), shuffle=False, pad=False, **common)
-    return train, val
-
-
 def join_world(cfg: TrainConfig, reporter: Reporter) -> tuple[torch.device, World]:
     """Pick the device and, under torchrun, join the process group; only rank 0 reports."""
     device = resolve_device(cfg.device)
@@ -117,13 +112,6 @@ def shared_run_dir(cfg: TrainConfig, model_name: str, dataset_name: str) -> Path
     return Path(distributed.on_rank_zero(lambda: str(new_run_dir(cfg.out, model_name, dataset_name, cfg.name))))
 
 
-def normalisation(train_split, channels: int) -> tuple[list[float], list[float]]:
-    if isinstance(train_split, TensorSplit):
-        return channel_stats(train_split.images)
-    # Streamed photos: ImageNet's statistics are the usual stand-in.
-    return (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ([0.5], [0.25])
-
-
 def data_section(dataset: Dataset, cfg: TrainConfig, in_channels: int, input_size: int, mean, std,
                  val_source: str) -> dict:
     return {
@@ -139,11 +127,7 @@ def data_section(dataset: Dataset, cfg: TrainConfig, in_channels: int, input_siz
         "std": list(std),
         "resize": list(dataset.size) != [input_size, input_size],
         "resize_to": dataset.resize_to,  # what the loader really did, so predict decodes alike
-        "val_split": cfg.val_split,
-        "val_source": val_source,
-        "seed": cfg.seed,
-        "limit": cfg.limit,
-        "eval_batch_size": eval_batch_size(cfg.batch_size),
+        "val_source": val_source,  # the split, seed and limit that drew it are in train.config
         "fingerprint": dataset.fingerprint,  # evaluate --split val and --resume refuse a folder that changed
     }
 
@@ -164,41 +148,49 @@ def place_model(model: torch.nn.Module, device: torch.device) -> bool:
     return channels_last
 
 
-def prepare_training(cfg: TrainConfig, reporter: Reporter, run_dir: Path | None = None) -> TrainSetup:
-    validate_config(cfg)
-    device, place = join_world(cfg, reporter)
-    seed_everything(cfg.seed)
-    spec = get_spec(cfg.model)
-    dataset = prepare_data(cfg, reporter, spec.native_size or spec.default_size)
-    train_split, val_split, val_source = training_splits(cfg, dataset)
-    input_size = input_size_for(spec, dataset.size[0])
-    in_channels = input_channels_for(spec, dataset.channels)
-    if tuple(dataset.size) != (input_size, input_size):
-        reporter.note(f"note: resizing {dataset.size[0]}x{dataset.size[1]} images to {input_size}x{input_size} for {spec.name}")
-    if in_channels != dataset.channels:
-        reporter.note(f"note: repeating the grey channel to {in_channels} channels for {spec.name}")
-    model = initialise(get_model(spec.name, in_channels=in_channels, num_classes=len(dataset.classes), image_size=input_size), cfg.init)
-    channels_last = place_model(model, device)
+def match_cpu_threads(model: torch.nn.Module, input_shape: tuple[int, ...], device: torch.device, place: World) -> None:
     if device.type == "cpu" and not place.enabled and "OMP_NUM_THREADS" not in os.environ:
         # Small models' steps are too short to share across cores: hand-offs cost more than they save.
-        torch.set_num_threads(cpu_threads_for(forward_macs(model, (cfg.batch_size, in_channels, input_size, input_size))))
-    mean, std = normalisation(train_split, dataset.channels)
+        torch.set_num_threads(cpu_threads_for(forward_macs(model, input_shape)))
+
+
+def prepare(cfg: TrainConfig, reporter: Reporter, run_dir: Path | None = None) -> TrainSetup:
+    """Everything the Trainer needs for a run, new or (when run_dir is given) resumed, under torchrun or not."""
+    validate_config(cfg)
+    source = model_source(cfg)
+    device, place = join_world(cfg, reporter)
+    seed_everything(cfg.seed)
+    source.load()  # before any data is read: a missing download or weights that do not fit fail here
+    dataset = prepare_data(cfg, reporter, *source.decode_size())
+    train_split, val_split, val_source = training_splits(cfg, dataset)
+    in_channels, input_size = source.input_shape(dataset)
+    name = source.spec.name
+    if tuple(dataset.size) != (input_size, input_size):
+        reporter.note(f"note: resizing {dataset.size[0]}x{dataset.size[1]} images to {input_size}x{input_size} for {name}")
+    if in_channels != dataset.channels:
+        reporter.note(f"note: repeating the grey channel to {in_channels} channels for {name}")
+    num_classes = len(dataset.classes)
+    model = source.build(in_channels, num_classes, input_size)
+    channels_last = place_model(model, device)
+    match_cpu_threads(model, (cfg.batch_size, in_channels, input_size, input_size), device, place)
+    mean, std = source.normalisation(train_split, dataset.channels)
     transform = BatchTransform(mean, std, in_channels, input_size, parse_augment(cfg.augment), device, channels_last)
-    train_batches, val_batches = batches_for(cfg, dataset, train_split, val_split, device, place)
-    run_dir = run_dir or shared_run_dir(cfg, spec.name, dataset.name)
+    trained, transform, train_batches, val_batches = source.batches(
+        model, transform, dataset, (train_split, val_split), device, place, reporter)
     return TrainSetup(
         config=cfg,
-        model=model,
+        model=trained,
         train_batches=train_batches,
         val_batches=val_batches,
         transform=transform,
-        num_classes=len(dataset.classes),
         device=device,
-        amp=cfg.amp if cfg.amp is not None else device.type == "cuda",
-        phases=[Phase("train", cfg.epochs, cfg.lr)],
-        run_dir=Path(run_dir),
-        model_section={"name": spec.name, "kwargs": {"in_channels": in_channels, "num_classes": len(dataset.classes), "image_size": input_size}},
+        phases=source.phases(),
+        run_dir=Path(run_dir or shared_run_dir(cfg, name, dataset.name)),
+        model_section={"name": name, "kwargs": source.model_kwargs(in_channels, num_classes, input_size)},
         data_section=data_section(dataset, cfg, in_channels, input_size, mean, std, val_source),
-        skipped=list(dataset.skipped),
+        dataset=dataset,
+        freeze=source.freeze,
+        extra_train=source.extra_train(),
         world=place,
+        checkpoint_every_epoch=source.checkpoint_every_epoch,
     )

@@ -22,9 +22,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+from cnnkit.data.dataset import Dataset
 from cnnkit.engine import distributed
 from cnnkit.engine.checkpoint import build_checkpoint, load_model_weights, save_checkpoint
-from cnnkit.engine.config import TrainConfig
+from cnnkit.engine.config import TrainConfig, default_amp
 from cnnkit.engine.distributed import World
 from cnnkit.engine.evaluation import run_evaluation
 from cnnkit.engine.interrupt import StopRequest, TrainingInterrupted
@@ -55,21 +56,36 @@ class TrainSetup:
     train_batches: object
     val_batches: object
     transform: Callable
-    num_classes: int
     device: torch.device
-    amp: bool
     phases: list[Phase]
     run_dir: Path
     model_section: dict  # name and kwargs; the state_dict is added at save time
     data_section: dict
+    dataset: Dataset
     freeze: Callable[[nn.Module, bool], None] | None = None
-    skipped: list[tuple[str, str]] = field(default_factory=list)
     extra_train: dict = field(default_factory=dict)  # e.g. finetune's trainable counts
     world: World = field(default_factory=World)
-    # Features mode: epochs take a moment and the backbone never changes, so writing the whole model
-    # (528 MB for VGG16) after every epoch would cost more than the training. Checkpoints are written at
-    # the end (and on Ctrl-C); the best epoch's trainable weights wait in memory until then.
+    # Features mode writes its checkpoints at the end (and on Ctrl-C) only; the best epoch's trainable
+    # weights wait in memory until then (engine/finetune.py CachedFeatures says why).
     checkpoint_every_epoch: bool = True
+
+    @property
+    def num_classes(self) -> int:
+        return self.model_section["kwargs"]["num_classes"]
+
+    @property
+    def amp(self) -> bool:
+        return default_amp(self.config.amp, self.device)
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """Unreadable images, each once: found while loading, and by the batches as they stream."""
+        found = [*self.dataset.skipped, *getattr(self.train_batches, "skipped", []),
+                 *getattr(self.val_batches, "skipped", [])]
+        first = {}
+        for path, reason in found:
+            first.setdefault(path, (path, reason))
+        return list(first.values())
 
 
 @dataclass
@@ -118,19 +134,12 @@ class Trainer:
         self.cfg = setup.config
         self.model = setup.model
         self.world = setup.world
-        self.forward = self.model
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=self.cfg.label_smoothing)
+        self.step = TrainStep(self._wrapped(), self.criterion, amp=setup.amp, batch_size=self.cfg.batch_size,
+                              auto_batch=self.cfg.auto_batch, ddp=self.world.enabled, reporter=reporter)
         if self.world.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            device_ids = [setup.device.index] if setup.device.type == "cuda" else None
-            self.forward = DistributedDataParallel(self.model, device_ids=device_ids)
             # Same initial weights everywhere (DDP broadcasts them), different dropout per rank.
             torch.manual_seed(self.cfg.seed + 7919 * self.world.rank)
-        if self.cfg.compile:
-            self.forward = torch.compile(self.forward)
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=self.cfg.label_smoothing)
-        self.step = TrainStep(self.forward, self.criterion, amp=setup.amp, batch_size=self.cfg.batch_size,
-                              auto_batch=self.cfg.auto_batch, ddp=self.world.enabled, reporter=reporter)
         gen_device = setup.device if setup.device.type == "cuda" else "cpu"
         self.augment_generator = torch.Generator(device=gen_device).manual_seed(self.cfg.seed + self.world.rank)
         self.state = LoopState()
@@ -140,10 +149,22 @@ class Trainer:
         self.total_epochs = sum(p.epochs for p in setup.phases)
 
     # ---- setup of a phase ------------------------------------------------------------
+    def _wrapped(self) -> nn.Module:
+        """The model as the step runs it: under DDP (across ranks) and torch.compile when asked."""
+        forward = self.model
+        if self.world.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            device_ids = [self.s.device.index] if self.s.device.type == "cuda" else None
+            forward = DistributedDataParallel(self.model, device_ids=device_ids)
+        return torch.compile(forward) if self.cfg.compile else forward
+
     def _enter_phase(self, index: int) -> None:
         phase = self.s.phases[index]
         if self.s.freeze is not None:
             self.s.freeze(self.model, phase.frozen)
+            if self.world.enabled:  # DDP reduces the gradients of what was trainable when it was built
+                self.step.forward = self._wrapped()
         # Each phase starts with fresh optimizer state for what is trainable in it.
         self.optimizer = build_optimizer(self.model.parameters(), self.cfg.optimizer, phase.lr,
                                          self.cfg.momentum, self.cfg.weight_decay, self.cfg.nesterov)
@@ -189,7 +210,6 @@ class Trainer:
             "phases": [vars(p) for p in self.s.phases],
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "scaler": {},  # bf16 autocast needs no grad scaler
             "rng": rng[0],
             "rng_ranks": rng,
             "world_size": self.world.size,
@@ -234,17 +254,16 @@ class Trainer:
             return self._summary(already_finished=True)
         if self.phase_index < 0:
             self._enter_phase(phase_at(s.phases, st.epoch)[0])
-        warned = {path for path, _ in s.skipped}
+        warned = {path for path, _ in s.skipped}  # prepare warned of what loading found
         with StopRequest(lambda name: self.reporter.warn(f"{name}: stopping after this batch ({name} again to abort)")) as stop:
             for epoch in range(st.epoch, self.total_epochs):
                 index, _ = phase_at(s.phases, epoch)
                 if index != self.phase_index:
                     self._enter_phase(index)
                 self._train_epoch(epoch, stop)
-                for path, reason in getattr(s.train_batches, "skipped", []):
+                for path, reason in s.skipped:
                     if path not in warned:
                         warned.add(path)
-                        s.skipped.append((path, reason))
                         self.reporter.skipped([(path, reason)])
         return self._summary()
 
@@ -300,7 +319,7 @@ class Trainer:
                 self.reporter.finish(f"{label}: interrupted after batch {st.step_in_epoch}/{len(s.train_batches)}")
                 raise TrainingInterrupted(
                     f"saved {s.run_dir / 'last.pt'} after batch {st.step_in_epoch} of epoch {epoch + 1}",
-                    f"resume with: cnnkit {'finetune' if cfg.mode != 'train' else 'train'} --resume {s.run_dir}",
+                    f"resume with: cnnkit {cfg.command} --resume {s.run_dir}",
                     signum=stop.signum,
                 )
         if device.type == "cuda":

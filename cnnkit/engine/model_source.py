@@ -1,0 +1,96 @@
+"""Where a run's model comes from, and what that decides about its data, batches and phases.
+
+engine/setup.py `prepare` runs the steps every run shares and asks a ModelSource for the rest. Scratch
+(cnnkit train) is the default of every step; engine/finetune.py adds a pretrained model with a new head
+and the same on cached backbone features.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from cnnkit.data.batches import make_batches
+from cnnkit.data.dataset import TensorSplit
+from cnnkit.data.transforms import channel_stats
+from cnnkit.engine.config import TrainConfig, eval_batch_size, loader_workers
+from cnnkit.engine.distributed import World
+from cnnkit.engine.trainer import Phase
+from cnnkit.errors import UsageError
+from cnnkit.models import get_model, get_spec, initialise
+from cnnkit.models.registry import ModelSpec, input_channels_for, input_size_for
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def run_batches(cfg: TrainConfig, train_split, val_split, *, channels: int, size, device: torch.device,
+                place: World, workers: int | None = None):
+    """Training batches (shuffled, padded to shard evenly) and validation batches, each rank its shard."""
+    common = dict(channels=channels, size=size, device=device, seed=cfg.seed, workers=loader_workers(workers),
+                  rank=place.rank, world=place.size)
+    train = make_batches(train_split, batch_size=cfg.batch_size, shuffle=True, pad=True, **common)
+    val = make_batches(val_split, batch_size=eval_batch_size(cfg.batch_size), shuffle=False, pad=False, **common)
+    return train, val
+
+
+class ModelSource:
+    """What prepare asks of a model source; each default is what a model trained from scratch does."""
+
+    checkpoint_every_epoch = True
+    freeze: Callable[[nn.Module, bool], None] | None = None
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.validate()
+        self.spec: ModelSpec = self.find_spec()
+
+    def validate(self) -> None:
+        if self.cfg.epochs < 1:
+            raise UsageError("--epochs must be at least 1")
+
+    def find_spec(self) -> ModelSpec:
+        return get_spec(self.cfg.model)
+
+    def load(self) -> None:
+        """Read what must be read before the data, so that a missing or bad file fails first."""
+
+    def decode_size(self) -> tuple[int, int | None]:
+        """(the largest side images are decoded at, the side they are resized to first, if any)."""
+        return self.spec.native_size or self.spec.default_size, None
+
+    def input_shape(self, dataset) -> tuple[int, int]:
+        """(channels, side) the model is fed."""
+        return input_channels_for(self.spec, dataset.channels), input_size_for(self.spec, dataset.size[0])
+
+    def build(self, in_channels: int, num_classes: int, input_size: int) -> nn.Module:
+        return initialise(get_model(self.spec.name, in_channels=in_channels, num_classes=num_classes,
+                                    image_size=input_size), self.cfg.init)
+
+    def model_kwargs(self, in_channels: int, num_classes: int, input_size: int) -> dict:
+        return {"in_channels": in_channels, "num_classes": num_classes, "image_size": input_size}
+
+    def normalisation(self, train_split, channels: int) -> tuple[list[float], list[float]]:
+        if isinstance(train_split, TensorSplit):
+            return channel_stats(train_split.images)
+        # Streamed photos: ImageNet's statistics are the usual stand-in.
+        return (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ([0.5], [0.25])
+
+    def phases(self) -> list[Phase]:
+        return [Phase("train", self.cfg.epochs, self.cfg.lr)]
+
+    def batches(self, model: nn.Module, transform, dataset, splits, device: torch.device, place: World, reporter):
+        """(the module the Trainer trains, its batch transform, training batches, validation batches)."""
+        train, val = run_batches(self.cfg, *splits, channels=dataset.channels, size=dataset.size, device=device,
+                                 place=place, workers=self.cfg.workers)
+        return model, transform, train, val
+
+    def extra_train(self) -> dict:
+        """What the checkpoint's train section records beyond the loop state."""
+        return {}
+
+
+class Scratch(ModelSource):
+    """cnnkit train: the registry's model at its native size, initialised by --init."""
