@@ -6,7 +6,7 @@ does not pay for importing torch.
 
 import os as _os
 
-__version__ = "0.1.0"
+from cnnkit.version import __version__
 
 # Idle OpenMP threads should sleep, not spin. On a busy or shared machine spinning
 # threads wait for descheduled siblings, and a small CNN trained 5x slower with 2

@@ -330,7 +330,7 @@ def npz_format():
 
 
 def test_a_format_registered_elsewhere_is_parsed_and_loads(npz_format, cli, tmp_path):
-    from cnnkit.data.spec import parse_spec
+    from cnnkit.data.parse import parse_spec
 
     folder = tmp_path / "digits-npz"
     folder.mkdir()
@@ -367,7 +367,7 @@ def test_a_format_name_registered_twice_is_refused(npz_format):
 
 
 def test_catalog_names_win_over_a_folder_of_the_same_name(tmp_path, monkeypatch):
-    from cnnkit.data.spec import parse_spec
+    from cnnkit.data.parse import parse_spec
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "mnist").mkdir()

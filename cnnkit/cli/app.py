@@ -45,7 +45,7 @@ app = CnnkitApp(
 
 def _print_version(value: bool) -> None:
     if value:
-        from cnnkit import __version__
+        from cnnkit.version import __version__
 
         print(f"cnnkit {__version__}")
         raise typer.Exit()

@@ -30,7 +30,7 @@ def inspect_dataset(
     """Sizes, shape, classes and balance, first labels, pixel range, mean/std as a Normalize line."""
     from cnnkit.data.folder import default_workers
     from cnnkit.data.resolve import load_dataset
-    from cnnkit.data.spec import image_root, parse_spec
+    from cnnkit.data.parse import image_root, parse_spec
     from cnnkit.data.stats import first_images, inspect_dataset as build_report
     from cnnkit.data.verify import verify_folder
     from cnnkit.errors import CnnkitError, DataError, UsageError

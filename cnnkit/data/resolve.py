@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Callable
 
 from cnnkit.data.dataset import Dataset
-from cnnkit.data.spec import DatasetSpec, LoadOptions, get_format, parse_spec
+from cnnkit.data.parse import get_format, parse_spec
+from cnnkit.data.spec import DatasetSpec, LoadOptions
 from cnnkit.reporting import QUIET, Reporter
 
 

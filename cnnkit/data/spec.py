@@ -1,20 +1,17 @@
-"""The one parser of dataset specs, and the registry of dataset formats it consults.
+"""What a dataset format is, and the registry formats join.
 
 A spec is what `--dataset` says: a catalog name, or a directory in one of the
-formats (IDX, ImageFolder, ...). `parse_spec` turns it into a `DatasetSpec` by asking
-each registered format in priority order; `load_dataset` (cnnkit.data.resolve) hands
-the spec to its format. A new format is one module in cnnkit/data/formats/ that calls
-`register_format`, plus its import in cnnkit/data/formats/__init__.py.
+formats (IDX, ImageFolder, ...). A new format is one module in cnnkit/data/formats/
+that calls `register_format`, plus its import in cnnkit/data/formats/__init__.py;
+cnnkit.data.parse turns a spec into a `DatasetSpec` by asking the registered formats.
 """
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from cnnkit.errors import DataError, UsageError
 from cnnkit.reporting import QUIET, Reporter
 
 if TYPE_CHECKING:
@@ -109,58 +106,10 @@ def directory_format(name: str, detect: Callable[[Path], bool], load, *, image_r
     return DatasetFormat(name, claim, load, image_root or (lambda spec, data_dir: None), priority)
 
 
-def formats() -> list[DatasetFormat]:
+def registered() -> list[DatasetFormat]:
     """The registered formats in the order a spec is offered to them."""
-    import cnnkit.data.formats  # noqa: F401  registers the built-in formats
-
     return sorted(_FORMATS.values(), key=lambda fmt: fmt.priority)  # stable: ties keep registration order
 
 
-def get_format(name: str) -> DatasetFormat:
-    formats()
+def registered_format(name: str) -> DatasetFormat:
     return _FORMATS[name]
-
-
-def checked_spec(spec: str) -> str:
-    """The spec, refused when empty: `--dataset "$DATA"` with DATA unset would mean the current folder."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise UsageError(
-            "the dataset is an empty string",
-            "name a catalog dataset, an image folder or an IDX directory (an unset shell variable gives ''); "
-            "for the current folder write .",
-        )
-    return spec
-
-
-def parse_spec(spec: str | DatasetSpec) -> DatasetSpec:
-    """The DatasetSpec for a catalog name or a directory; an unknown spec lists the close catalog names."""
-    if isinstance(spec, DatasetSpec):
-        return spec
-    text = checked_spec(spec)
-    for fmt in formats():
-        parsed = fmt.claim(text)
-        if parsed is not None:
-            return parsed
-    if Path(text).expanduser().exists():
-        raise DataError(f"dataset '{spec}' is a file, not a directory or catalog name",
-                        "pass a folder of images, an IDX directory or a catalog name")
-    from cnnkit.data.catalog import list_datasets
-
-    names = list_datasets()
-    close = difflib.get_close_matches(text.strip().lower(), names, n=3, cutoff=0.5)
-    hint = f"did you mean {', '.join(close)}?" if close else f"use a folder, an IDX directory or one of: {', '.join(names)}"
-    raise DataError(f"unknown dataset '{spec}': not a catalog name and no such directory", hint)
-
-
-def parse_recorded_spec(text: str, kind: str | None) -> DatasetSpec:
-    """The spec a checkpoint recorded with its format: a directory that has gone is named as such."""
-    if kind not in (None, "catalog") and not Path(text).expanduser().is_dir():
-        raise DataError(f"the dataset this checkpoint was trained on is no longer at {text}",
-                        "pass the dataset with --dataset")
-    return parse_spec(text)
-
-
-def image_root(spec: str | DatasetSpec, data_dir: str | Path) -> Path | None:
-    """The folder of image files behind a spec, or None for datasets held as tensors (IDX, MNIST, CIFAR)."""
-    parsed = parse_spec(spec)
-    return get_format(parsed.kind).image_root(parsed, Path(data_dir))

@@ -6,17 +6,15 @@ from pathlib import Path
 
 import torch
 
-from cnnkit.engine.checkpoint_schema import validate_checkpoint
+from cnnkit.engine.checkpoint_schema import FORMAT, VERSION, validate_checkpoint
 from cnnkit.errors import CheckpointError
 from cnnkit.fileio import atomic_torch_save
 from cnnkit.safeload import safe_torch_load
 
-FORMAT = "cnnkit.checkpoint"
-VERSION = 1
 
 
 def build_checkpoint(model_section: dict, data_section: dict, train_section: dict) -> dict:
-    from cnnkit import __version__
+    from cnnkit.version import __version__
 
     return {
         "format": FORMAT,

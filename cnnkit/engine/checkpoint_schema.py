@@ -19,6 +19,8 @@ from cnnkit.engine.config import COMMANDS, FINETUNE_MODES, TrainConfig
 from cnnkit.errors import CheckpointError
 from cnnkit.limits import MAX_CHANNELS, MAX_CLASSES, MAX_PIXELS, MAX_SIDE
 
+FORMAT = "cnnkit.checkpoint"
+VERSION = 1  # the newest layout this cnnkit writes and reads
 ARCHS = ("cnnkit", "torchvision")
 MODEL_KWARGS = {"in_channels", "num_classes", "image_size", "arch"}
 
@@ -48,8 +50,6 @@ def validate_checkpoint(checkpoint: dict, path, resume: bool = False) -> None:
 
 
 def _check(checkpoint: dict, resume: bool) -> None:
-    from cnnkit.engine.checkpoint import VERSION
-
     version = _get(checkpoint, "version", "version")
     _integer(version, "version", 1, VERSION)
     model = _section(checkpoint, "model")

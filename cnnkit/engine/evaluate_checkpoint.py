@@ -67,7 +67,7 @@ def check_classes(dataset: Dataset, checkpoint_classes: list[str]) -> None:
 
 def _load_evaluation_dataset(data: dict, spec: str | None, data_dir: str | Path | None, workers, budget, reporter):
     from cnnkit.data.resolve import load_dataset
-    from cnnkit.data.spec import parse_recorded_spec, parse_spec
+    from cnnkit.data.parse import parse_recorded_spec, parse_spec
     from cnnkit.hub.install import fetch_missing
 
     spec = parse_recorded_spec(data["spec"], data.get("kind")) if spec is None else parse_spec(spec)

@@ -275,7 +275,7 @@ class _RangeRestart(Exception):
 
 
 def _open(url: str, have: int, timeout: float):
-    from cnnkit import __version__
+    from cnnkit.version import __version__
 
     headers = {"User-Agent": f"cnnkit/{__version__}", "Accept-Encoding": "identity"}
     if have:
