@@ -337,3 +337,16 @@ def test_ctrl_c_during_feature_extraction_exits_130_and_leaves_no_half_cache(pet
     for decoded in cache.glob("decoded-*.pt"):  # the image cache written before the interrupt is whole
         assert torch.load(decoded, weights_only=True)["images"].dtype == torch.uint8
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.pt"))
+
+
+def test_a_kill_between_last_pt_and_metrics_csv_is_healed_by_the_resume(tiny_run, tmp_path, cli):
+    """last.pt is written before metrics.csv: a kill in between left the CSV an epoch short for good,
+    since resuming a finished run trained nothing and wrote nothing. The checkpoint's history is the record."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run("perceptron", epochs=2), run)
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3  # header and two epochs
+    (run / "metrics.csv").write_text("\n".join(rows[:-1]) + "\n")  # what the kill left
+    code, out, err = cli("train", "--resume", run, "--quiet")
+    assert code == 0, err
+    assert (run / "metrics.csv").read_text().splitlines() == rows

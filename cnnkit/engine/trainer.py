@@ -250,6 +250,8 @@ class Trainer:
             cpu = {"cpu_threads": torch.get_num_threads()} if s.device.type == "cpu" else {}
             write_config(s.run_dir, {**cfg.to_dict(), "processes": self.world.size, **cpu,
                                      "data": {k: v for k, v in s.data_section.items() if k != "classes"}})
+            if st.history:  # the checkpoint's history is the record: a kill after last.pt, before metrics.csv
+                write_metrics(s.run_dir, st.history)
         if st.epoch >= self.total_epochs:
             return self._summary(already_finished=True)
         if self.phase_index < 0:
