@@ -67,12 +67,17 @@ def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.filename in (None, str(tmp)) and exc.errno:
-            # A failed write() names no file (a full disk): say which file could not be written.
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        _discard(tmp, path, exc)
         raise
+
+
+def _discard(tmp: Path, path: Path, exc: BaseException) -> None:
+    """Remove the temporary of a write that failed; an OSError about it is raised again naming `path`."""
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+    if isinstance(exc, OSError) and exc.filename in (None, str(tmp)) and exc.errno:
+        # A failed write() names no file (a full disk): say which file could not be written.
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
 @contextlib.contextmanager
@@ -95,10 +100,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.filename in (None, str(tmp)) and exc.errno:
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        _discard(tmp, path, exc)
         raise
     finally:
         os.close(fd)
