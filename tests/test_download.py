@@ -236,7 +236,8 @@ def test_offline_fails_within_seconds_and_names_mirror_and_from(cli, data_dir, m
 def test_env_mirror_is_used(cli, server, data_dir, monkeypatch):
     monkeypatch.setenv("CNNKIT_MIRROR", server.url)
     code, _, err = cli("download", "mnist", "--data-dir", data_dir)
-    assert code == 1 and server.requests  # it asked our server (which has nothing)
+    assert_clean_failure(code, err, after_output=True)
+    assert server.requests  # it asked our server (which has nothing)
 
 
 # --from ---------------------------------------------------------------------------------------
