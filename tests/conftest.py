@@ -153,3 +153,19 @@ def digests(root: Path) -> dict[str, str]:
     root = Path(root)
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
     return {str(p.relative_to(root.parent)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+@pytest.fixture
+def server():
+    """A FileServer (tests/download_helpers.py) on 127.0.0.1, started for the test and stopped after it."""
+    from download_helpers import FileServer, ServerThread
+
+    state = FileServer()
+    with ServerThread(state):
+        yield state
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    """An empty data root for a download test."""
+    return tmp_path / "data"

@@ -221,3 +221,4 @@ def many_empty_members_zip(path: Path, count: int, prefix: str = "top/") -> Path
     end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, len(directory), offset, 0)
     path.write_bytes(b"".join(local) + directory + zip64_end + locator + end)
     return path
+

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from download_helpers import FileServer, ServerThread, cifar_tarball, fake_mnist_train, md5, pets_zip, sha256
+from download_helpers import FileServer, cifar_tarball, fake_mnist_train, md5, pets_zip, sha256
 from conftest import assert_clean_failure
 
 from cnnkit.hub import sources as tables
@@ -25,18 +25,6 @@ from cnnkit.hub.sources import RemoteFile, weights_remote_file
 MNIST_PATH = "/mnist/"  # the path of torchvision's first MNIST mirror, kept on ours
 REAL_T10K = {p.name: p.read_bytes() for p in sample_dir().glob("t10k-*.gz")}
 CATS_DOGS_PATH = "/download/3/E/1/3E1C3F21-ECDB-4869-8368-6DEBA77B919F/kagglecatsanddogs_5340.zip"
-
-
-@pytest.fixture
-def server():
-    state = FileServer()
-    with ServerThread(state):
-        yield state
-
-
-@pytest.fixture
-def data_dir(tmp_path) -> Path:
-    return tmp_path / "data"
 
 
 def serve_mnist(server: FileServer, train: dict[str, bytes], t10k: dict[str, bytes] = REAL_T10K) -> None:

@@ -15,11 +15,10 @@ import os
 import socket
 import stat
 import zipfile
-from pathlib import Path
 
 import pytest
 
-from download_helpers import DATA_PETS, FileServer, ServerThread, fake_mnist_train, many_empty_members_zip, pets_zip
+from download_helpers import DATA_PETS, fake_mnist_train, many_empty_members_zip, pets_zip
 from conftest import assert_clean_failure, digests
 from test_download import MNIST_PATH, REAL_T10K, pin_mnist_train, serve_mnist
 
@@ -27,18 +26,6 @@ from cnnkit.hub import sources as tables
 from cnnkit.hub.sources import RemoteFile
 
 PETS_ZIP = "kagglecatsanddogs_5340.zip"
-
-
-@pytest.fixture
-def server():
-    state = FileServer()
-    with ServerThread(state):
-        yield state
-
-
-@pytest.fixture
-def data_dir(tmp_path) -> Path:
-    return tmp_path / "data"
 
 
 @pytest.fixture
