@@ -5,7 +5,7 @@ Also the defaults that depend on where the run happens (amp, loader workers), co
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 COMMANDS = ("train", "finetune")
 FINETUNE_MODES = ("finetune", "features")
@@ -42,6 +42,21 @@ class TrainConfig:
     device: str = "auto"
     memory_budget: str | None = None
     command: str = "train"  # which command started the run, and so resumes it
+    # the model and its input (any model: FILE.py:NAME, torchvision:NAME, timm:NAME)
+    model_args: dict = field(default_factory=dict)  # --model-arg KEY=VALUE, passed to the builder
+    image_size: list | None = None  # --image-size [H, W]; None: the model's native or the data's size
+    # the tutorials' recipes
+    recipe: str | None = None  # the built-in recipe this run started from
+    loss: str = "cross-entropy"
+    normalize: str = "dataset"  # dataset | none | imagenet | MEAN[,MEAN...][/STD[,STD...]]
+    init_bias: float | None = None  # None: each scheme's own bias rule
+    # real folders
+    patience: int | None = None  # early stopping: epochs without a better validation accuracy
+    balance: str | None = None  # None, "sampler" or "loss"
+    val_limit: int | None = None
+    tensorboard: bool = False
+    cache_dir: str | None = None  # None: CNNKIT_CACHE, else $XDG_CACHE_HOME/cnnkit or ~/.cache/cnnkit
+    cache: bool = True  # --no-cache: decode every time, write no cache
     # finetune only
     finetune_mode: str | None = None  # "finetune" or "features"
     weights: str | None = None
