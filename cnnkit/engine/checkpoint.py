@@ -101,9 +101,12 @@ def load_model_weights(model, checkpoint: dict) -> None:
 
 def model_from_checkpoint(checkpoint: dict):
     """The trained model, in eval mode, on the CPU."""
+    from cnnkit.models.layouts import checkpoint_layout
+
     section = checkpoint["model"]
     try:
-        model = build_model(section["name"], section["kwargs"])
+        # A checkpoint of a model's older layout records none: its weights' names say which (layouts.py).
+        model = build_model(section["name"], {**checkpoint_layout(section["name"], section["state_dict"]), **section["kwargs"]})
     except (ValueError, RuntimeError, TypeError) as exc:  # sizes within bounds that this architecture still cannot take
         raise CheckpointError(
             f"model '{section['name']}' cannot be built as {checkpoint.get('path', 'the checkpoint')} describes it "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from cnnkit.models.layouts import CURRENT_LAYOUT, layout as check_layout, width
 from cnnkit.models.registry import register
 
 
@@ -22,8 +23,9 @@ def perceptron(in_channels: int, num_classes: int, image_size: int) -> nn.Module
     return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * image_size * image_size, num_classes))
 
 
-@register("mlp", "multilayer perceptron 784->100->ReLU->10", default_size=28, head="3")
+@register("mlp", "multilayer perceptron 784->100->ReLU->10 (hidden=256: tutorial 003's)", default_size=28, head="3")
 def mlp(in_channels: int, num_classes: int, image_size: int, hidden: int = 100) -> nn.Module:
+    hidden = width("mlp", "hidden", hidden)
     return nn.Sequential(
         nn.Flatten(),
         nn.Linear(in_channels * image_size * image_size, hidden),
@@ -47,26 +49,32 @@ def oneconv(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
 def multilayer_cnn(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     side = conv_out(conv_out(conv_out(conv_out(image_size, 5), 2, stride=2), 5), 2, stride=2)
     return nn.Sequential(
+        # Tutorial 001's order, pool(relu(conv)); the same layer indices (and weights' names) as before, when
+        # cnnkit pooled first: max-pool and ReLU commute, so old checkpoints compute exactly what they did.
         nn.Conv2d(in_channels, 10, kernel_size=5),
-        nn.MaxPool2d(2),
         nn.ReLU(),
+        nn.MaxPool2d(2),
         nn.Conv2d(10, 20, kernel_size=5),
-        nn.MaxPool2d(2),
         nn.ReLU(),
+        nn.MaxPool2d(2),
         nn.Flatten(),
         nn.Linear(20 * side * side, num_classes),
     )
 
 
-@register("cnn", "three 5x5 conv blocks 16/32/64 with padding 2, Linear(64*7*7->10)", default_size=28, head="9")
-def cnn(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
+@register("cnn", "tutorial 000's MNIST CNN: 5x5 convs 16 | 32, 32 | 64 with padding 2, Linear(64*7*7->10)",
+          default_size=28, head="11")
+def cnn(in_channels: int, num_classes: int, image_size: int, layout: int = CURRENT_LAYOUT) -> nn.Module:
+    """Tutorial 000's model (layout 2); layout 1 lacks block 2's second conv (cnnkit's before the fix)."""
+    block2 = [nn.Conv2d(16, 32, kernel_size=5, padding=2), nn.ReLU()]
+    if check_layout("cnn", layout) == 2:
+        block2 += [nn.Conv2d(32, 32, kernel_size=5, padding=2), nn.ReLU()]
     side = image_size // 2 // 2
     return nn.Sequential(
         nn.Conv2d(in_channels, 16, kernel_size=5, padding=2),
         nn.ReLU(),
         nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, kernel_size=5, padding=2),
-        nn.ReLU(),
+        *block2,
         nn.MaxPool2d(2),
         nn.Conv2d(32, 64, kernel_size=5, padding=2),
         nn.ReLU(),
@@ -76,18 +84,22 @@ def cnn(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
 
 
 class CnnDropout(nn.Module):
-    """PyTorch's classic MNIST example: two convs, Dropout2d, Linear 320->50->10."""
+    """PyTorch's classic MNIST example (tutorial 004): two convs, Dropout2d, Linear 320->50->10.
 
-    def __init__(self, in_channels: int, num_classes: int, image_size: int):
+    conv1=32, conv2=64, hidden=100 is the tutorial's wider variant (Linear 1024->100->10).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, image_size: int, conv1: int = 10, conv2: int = 20,
+                 hidden: int = 50):
         super().__init__()
         side = conv_out(conv_out(conv_out(conv_out(image_size, 5), 2, stride=2), 5), 2, stride=2)
-        self.conv1 = nn.Conv2d(in_channels, 10, kernel_size=5)
-        self.conv2 = nn.Conv2d(10, 20, kernel_size=5)
+        self.conv1 = nn.Conv2d(in_channels, conv1, kernel_size=5)
+        self.conv2 = nn.Conv2d(conv1, conv2, kernel_size=5)
         self.conv2_drop = nn.Dropout2d()
         self.pool = nn.MaxPool2d(2)
-        self.fc1 = nn.Linear(20 * side * side, 50)
+        self.fc1 = nn.Linear(conv2 * side * side, hidden)
         self.dropout = nn.Dropout()
-        self.fc2 = nn.Linear(50, num_classes)
+        self.fc2 = nn.Linear(hidden, num_classes)
 
     def forward(self, x):
         x = self.pool(self.conv1(x)).relu()
@@ -96,9 +108,12 @@ class CnnDropout(nn.Module):
         return self.fc2(self.dropout(x))
 
 
-@register("cnn-dropout", "Conv 10/20 5x5, Dropout2d, Linear 320->50->10", default_size=28, head="fc2")
-def cnn_dropout(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
-    return CnnDropout(in_channels, num_classes, image_size)
+@register("cnn-dropout", "Conv 10/20 5x5, Dropout2d, Linear 320->50->10 (conv1=32,conv2=64,hidden=100: wider)",
+          default_size=28, head="fc2")
+def cnn_dropout(in_channels: int, num_classes: int, image_size: int, conv1: int = 10, conv2: int = 20,
+                hidden: int = 50) -> nn.Module:
+    return CnnDropout(in_channels, num_classes, image_size, width("cnn-dropout", "conv1", conv1),
+                      width("cnn-dropout", "conv2", conv2), width("cnn-dropout", "hidden", hidden))
 
 
 @register("lenet", "CIFAR LeNet: Conv 6/16/120 5x5, MaxPool, Linear 120->64->10", native_size=32, head="11")
