@@ -31,7 +31,7 @@ def train(
     weight_decay: opt.WeightDecay = 0.0,
     schedule: opt.Schedule = opt.ScheduleName.onecycle,
     label_smoothing: opt.LabelSmoothing = 0.0,
-    init: opt.Init = opt.InitName.default,
+    init: opt.Init = "default",
     augment: opt.Augment = "",
     val_split: opt.ValSplit = None,
     val_every: opt.ValEvery = 0,
@@ -44,6 +44,9 @@ def train(
     workers: opt.Workers = None,
     limit: opt.Limit = None,
     memory_budget: opt.MemoryBudget = None,
+    init_bias: opt.InitBias = None,
+    loss: opt.Loss = "cross-entropy",
+    normalize: opt.Normalize = "dataset",
     data_dir: DataDirOption = "data",
     device: DeviceOption = "auto",
     seed: SeedOption = 0,
@@ -67,9 +70,10 @@ def train(
         config = TrainConfig(
             model=model, dataset=dataset, data_dir=str(data_dir), epochs=epochs or 5, batch_size=batch_size,
             lr=lr, optimizer=optimizer.value, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-            schedule=schedule.value, label_smoothing=label_smoothing, init=init.value, augment=augment,
+            schedule=schedule.value, label_smoothing=label_smoothing, init=init, augment=augment,
             val_split=val_split, val_every=val_every, out=str(out), name=name, amp=amp, compile=compile, auto_batch=auto_batch,
             workers=workers, limit=limit, seed=seed, device=device, memory_budget=memory_budget,
+            init_bias=init_bias, loss=loss, normalize=normalize,
         )
         summary = start_training(config, reporter)
     print_run_summary(summary, json_output=json_output, quiet=quiet)

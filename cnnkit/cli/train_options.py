@@ -27,13 +27,6 @@ class ScheduleName(str, Enum):
     onecycle = "onecycle"
 
 
-class InitName(str, Enum):
-    default = "default"
-    kaiming = "kaiming"
-    xavier = "xavier"
-    normal = "normal"
-
-
 def _positive(value: Optional[float]) -> Optional[float]:
     if value is not None and not 0 < value < float("inf"):  # nan and inf too: they train to nan
         raise typer.BadParameter(f"{value} is not a positive finite number")
@@ -75,7 +68,6 @@ Nesterov = Annotated[bool, typer.Option("--nesterov", help="Nesterov momentum fo
 WeightDecay = Annotated[float, typer.Option("--weight-decay", callback=_finite_non_negative, help="Weight decay.")]
 Schedule = Annotated[ScheduleName, typer.Option("--schedule", case_sensitive=False, help="Learning-rate schedule.")]
 LabelSmoothing = Annotated[float, typer.Option("--label-smoothing", min=0.0, max=0.99, help="Label smoothing for the loss.")]
-Init = Annotated[InitName, typer.Option("--init", case_sensitive=False, help="Weight initialisation.")]
 Augment = Annotated[str, typer.Option("--augment", help="Comma list of flip,crop,rotate,jitter (batched, on the device).")]
 ValSplit = Annotated[Optional[float], typer.Option("--val-split", callback=_fraction, help="Hold out this fraction of train for validation (default: validate on the test split, or 0.2 without one).", show_default=False)]
 ValEvery = Annotated[int, typer.Option("--val-every", min=0, help="Also validate every N batches (0: only at epoch end).")]
@@ -88,3 +80,45 @@ AutoBatch = Annotated[bool, typer.Option("--auto-batch", help="On a CUDA out-of-
 Workers = Annotated[Optional[int], typer.Option("--workers", min=0, max=MAX_WORKERS, help="Decode workers for folders.", show_default=False)]
 Limit = Annotated[Optional[int], typer.Option("--limit", min=1, help="Use only N training images, for quick trials.", show_default=False)]
 MemoryBudget = Annotated[Optional[str], typer.Option("--memory-budget", envvar="CNNKIT_MEMORY_BUDGET", callback=_byte_size, help="Largest decoded dataset held in memory, e.g. 4G (default: a quarter of RAM).", show_default=False)]
+
+
+# H2 tutorial models: --init (above), --init-bias, --loss, --normalize. Each is read at option time with the
+# parser the engine uses (imported only then: --help imports no torch), so a bad value is a usage error, exit 2.
+def _option_value(check, value):
+    from cnnkit.errors import UsageError
+
+    try:
+        check(value)
+    except UsageError as exc:
+        raise typer.BadParameter(exc.message) from None
+    return value
+
+
+def _parsed_init(value: Optional[str]) -> Optional[str]:
+    from cnnkit.models.init import parse_init
+
+    return value if value is None else _option_value(parse_init, value)
+
+
+def _parsed_bias(value: Optional[float]) -> Optional[float]:
+    from cnnkit.models.init import check_bias
+
+    return _option_value(check_bias, value)
+
+
+def _parsed_loss(value: Optional[str]) -> Optional[str]:
+    from cnnkit.engine.losses import check_loss
+
+    return value if value is None else _option_value(check_loss, value)
+
+
+def _parsed_normalize(value: Optional[str]) -> Optional[str]:
+    from cnnkit.engine.normalize import parse_normalize
+
+    return value if value is None else _option_value(parse_normalize, value)
+
+
+Init = Annotated[str, typer.Option("--init", callback=_parsed_init, help="Weight initialisation SCHEME[:ARGS]: default, kaiming-normal, kaiming-uniform, xavier-normal, xavier-uniform, normal:MEAN,STD, uniform:A,B, constant:V, zeros, orthogonal, tutorial-003 (old names: kaiming, xavier, normal).")]
+InitBias = Annotated[Optional[float], typer.Option("--init-bias", callback=_parsed_bias, help="Set every conv and linear bias to V after --init (default: the scheme's own: 0, or PyTorch's for default).", show_default=False)]
+Loss = Annotated[str, typer.Option("--loss", callback=_parsed_loss, help="Training loss on the logits: cross-entropy, nll, bce, mse, l1, smooth-l1, multi-margin, kl-div, poisson-nll. Validation loss is always cross-entropy.")]
+Normalize = Annotated[str, typer.Option("--normalize", callback=_parsed_normalize, help="dataset (its own mean/std), none (ToTensor only), imagenet, or MEAN[,MEAN...][/STD[,STD...]] such as 0.5/0.5.")]

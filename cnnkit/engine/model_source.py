@@ -17,6 +17,7 @@ from cnnkit.data.dataset import TensorSplit
 from cnnkit.data.transforms import channel_stats
 from cnnkit.engine.config import TrainConfig, eval_batch_size, loader_workers
 from cnnkit.engine.distributed import World
+from cnnkit.engine.normalize import parse_normalize, per_channel
 from cnnkit.engine.trainer import Phase
 from cnnkit.errors import UsageError
 from cnnkit.models import get_model, get_spec, initialise
@@ -67,12 +68,22 @@ class ModelSource:
 
     def build(self, in_channels: int, num_classes: int, input_size: int) -> nn.Module:
         return initialise(get_model(self.spec.name, in_channels=in_channels, num_classes=num_classes,
-                                    image_size=input_size), self.cfg.init)
+                                    image_size=input_size), self.cfg.init, self.cfg.init_bias)
 
     def model_kwargs(self, in_channels: int, num_classes: int, input_size: int) -> dict:
         return {"in_channels": in_channels, "num_classes": num_classes, "image_size": input_size}
 
     def normalisation(self, train_split, channels: int) -> tuple[list[float], list[float]]:
+        """(mean, std) per channel of the data, by --normalize (engine/normalize.py); the checkpoint records them."""
+        spec = self.cfg.normalize
+        chosen = parse_normalize(spec)
+        if chosen == "none":  # ToTensor only
+            return [0.0] * channels, [1.0] * channels
+        if chosen == "imagenet":
+            return list(IMAGENET_MEAN), list(IMAGENET_STD)
+        if chosen != "dataset":
+            mean, std = chosen
+            return per_channel(spec, mean, channels), per_channel(spec, std, channels)
         if isinstance(train_split, TensorSplit):
             return channel_stats(train_split.images)
         # Streamed photos: ImageNet's statistics are the usual stand-in.

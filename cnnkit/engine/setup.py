@@ -29,7 +29,9 @@ from cnnkit.engine.rundir import check_run_name, new_run_dir
 from cnnkit.engine.state import seed_everything
 from cnnkit.engine.trainer import TrainSetup
 from cnnkit.errors import DataError, UsageError
-from cnnkit.models import INIT_SCHEMES
+from cnnkit.engine.losses import check_loss
+from cnnkit.engine.normalize import parse_normalize
+from cnnkit.models.init import check_bias, parse_init
 
 
 def model_source(cfg: TrainConfig) -> ModelSource:
@@ -49,7 +51,6 @@ def validate_config(cfg: TrainConfig) -> None:
         (math.isfinite(cfg.momentum) and math.isfinite(cfg.weight_decay), "--momentum and --weight-decay must be finite"),
         (cfg.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
         (cfg.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
-        (cfg.init in INIT_SCHEMES, f"--init must be one of {', '.join(INIT_SCHEMES)}"),
         (cfg.val_split is None or 0 < cfg.val_split < 1, "--val-split must be between 0 and 1"),
         (0 <= cfg.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
         (cfg.limit is None or cfg.limit >= 1, "--limit must be at least 1"),
@@ -60,6 +61,11 @@ def validate_config(cfg: TrainConfig) -> None:
             raise UsageError(message)
     parse_augment(cfg.augment)
     check_run_name(cfg.name)
+    # H2: --init, --init-bias, --loss (with --label-smoothing), --normalize
+    parse_init(cfg.init)
+    check_bias(cfg.init_bias)
+    check_loss(cfg.loss, cfg.label_smoothing)
+    parse_normalize(cfg.normalize)
 
 
 def prepare_data(cfg: TrainConfig, reporter: Reporter, image_size: int, resize_to: int | None = None) -> Dataset:

@@ -29,6 +29,7 @@ from cnnkit.engine.config import TrainConfig, default_amp
 from cnnkit.engine.distributed import World
 from cnnkit.engine.evaluation import run_evaluation
 from cnnkit.engine.interrupt import StopRequest, TrainingInterrupted
+from cnnkit.engine.losses import build_loss
 from cnnkit.engine.optim import build_optimizer, build_scheduler
 from cnnkit.reporting import Reporter
 from cnnkit.engine.rundir import write_config, write_metrics
@@ -134,7 +135,7 @@ class Trainer:
         self.cfg = setup.config
         self.model = setup.model
         self.world = setup.world
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=self.cfg.label_smoothing)
+        self.criterion = build_loss(self.cfg.loss, self.cfg.label_smoothing)  # --loss: engine/losses.py
         self.step = TrainStep(self._wrapped(), self.criterion, amp=setup.amp, batch_size=self.cfg.batch_size,
                               auto_batch=self.cfg.auto_batch, ddp=self.world.enabled, reporter=reporter)
         if self.world.enabled:
