@@ -149,7 +149,7 @@ def _opset(options: ExportOptions) -> str:
 def _torchscript_bytes(wrapper: nn.Module, example: torch.Tensor, props: dict[str, str]) -> bytes:
     try:
         with quiet_torch():
-            traced = torch.jit.trace(wrapper, (example,))
+            traced = torch.jit.trace(wrapper, (example,), check_trace=False)  # the export is checked below, once
             buffer = io.BytesIO()
             torch.jit.save(traced, buffer, _extra_files={TORCHSCRIPT_EXTRA: json.dumps(props)})
     except Exception as exc:

@@ -95,7 +95,36 @@ def parse_metadata(props: dict[str, str], path: Path) -> dict:
     if isinstance(document.get("version"), int) and document["version"] > EXPORT_VERSION:
         raise CheckpointError(f"{path} is a cnnkit export of version {document['version']}; this cnnkit reads up to "
                               f"{EXPORT_VERSION}", "upgrade cnnkit")
+    problem = _contract_problem(document, classes)
+    if problem:
+        raise CheckpointError(f"{path} has bad cnnkit export metadata: {problem}",
+                              "the file was not written by cnnkit export, or was edited since; export it again")
     return {**document, "classes": classes}
+
+
+def _contract_problem(document: dict, classes: list) -> str | None:
+    """What predict reads from the metadata, bounded before it decodes or allocates anything."""
+    from cnnkit.limits import MAX_CHANNELS, MAX_CLASSES, MAX_SIDE
+
+    def side(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_SIDE
+
+    spec, data = document.get("input"), document.get("data")
+    if not isinstance(spec, dict) or spec.get("dtype") not in ("uint8", "float32"):
+        return "input.dtype is not uint8 or float32"
+    shape = spec.get("shape")
+    if not (isinstance(shape, list) and len(shape) == 4 and side(shape[1]) and shape[1] <= MAX_CHANNELS
+            and side(shape[2]) and side(shape[3])):
+        return "input.shape is not [batch, channels, height, width] within bounds"
+    if not isinstance(data, dict):
+        return "data is not a section"
+    if not (side(data.get("channels")) and data["channels"] <= MAX_CHANNELS and isinstance(data.get("size"), list)
+            and len(data["size"]) == 2 and all(side(v) for v in data["size"])
+            and (data.get("resize_to") is None or side(data["resize_to"]))):
+        return "data.channels, data.size or data.resize_to is out of bounds"
+    if len(classes) > MAX_CLASSES or len(set(classes)) != len(classes):
+        return "classes are too many or repeat"
+    return None
 
 
 def torchscript_metadata(path: Path) -> dict:
@@ -220,7 +249,12 @@ class ExportedClassifier:
         self.decode = decoder(int(data["channels"]), tuple(int(s) for s in data["size"]), data.get("resize_to"))
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        return self.run(graph_input(images, self.document))
+        probabilities = self.run(graph_input(images, self.document))
+        if probabilities.dim() != 2 or probabilities.shape[1] != len(self.classes):
+            raise CheckpointError(f"{self.source} returns {list(probabilities.shape)} for {len(images)} images, "
+                                  f"not one probability for each of its {len(self.classes)} classes",
+                                  "the file was edited since cnnkit exported it; export it again")
+        return probabilities
 
 
 def exported_classifier(path: Path, device: torch.device, decoder) -> ExportedClassifier | None:
