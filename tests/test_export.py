@@ -204,6 +204,7 @@ def test_cnn_on_digits_exports_and_predicts(tiny_run, work, invoke):
 @pytest.fixture(scope="module")
 def finetuned_resnet(work):
     """resnet18 finetuned (head only, one epoch) on real cat and dog photos, from weights in a temporary TORCH_HOME."""
+    from cnnkit.data.images import load_image
     from cnnkit.engine.config import TrainConfig
     from cnnkit.engine.runner import start_training
     from cnnkit.models import get_spec
@@ -212,7 +213,7 @@ def finetuned_resnet(work):
 
     pets = work / "pets"
     for cls in ("Cat", "Dog"):
-        for split, photos in (("train", sorted((PETS / cls).glob("*.jpg"))[:3]), ("test", sorted((PETS / cls).glob("*.jpg"))[-3:])):
+        for split, photos in (("train", sorted((PETS / cls).glob("*.jpg"))[:2]), ("test", sorted((PETS / cls).glob("*.jpg"))[-2:])):
             (pets / split / cls).mkdir(parents=True, exist_ok=True)
             for photo in photos:
                 shutil.copy(photo, pets / split / cls / photo.name)
@@ -222,7 +223,16 @@ def finetuned_resnet(work):
         path = weights_path(get_spec("resnet18"))
         path.parent.mkdir(parents=True)
         torch.manual_seed(1)
-        torch.save(torchvision.models.resnet18().state_dict(), path)
+        backbone = torchvision.models.resnet18()
+        # BatchNorm statistics measured on the photos, as test_finetune.py's calibrated weights: random ones
+        # blow activations up layer by layer, and a network that ill-conditioned is no test of an export.
+        for bn in (m for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.momentum = None
+        photos = torch.stack([load_image(p, 3, (224, 224), 256) for p in sorted(pets.glob("train/*/*.jpg"))])
+        mean, std = torch.tensor([0.485, 0.456, 0.406])[:, None, None], torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+        with torch.no_grad():
+            backbone.train()((photos.float() / 255 - mean) / std)
+        torch.save(backbone.state_dict(), path)
         config = TrainConfig(model="resnet18", dataset=str(pets), command="finetune", finetune_mode="finetune",
                              head_epochs=1, epochs=1, batch_size=4, out=str(work / "runs"), device="cpu")
         run = Path(start_training(config, Reporter(quiet=True))["run_dir"])
@@ -232,10 +242,14 @@ def finetuned_resnet(work):
 
 
 def test_finetuned_torchvision_model_exports(finetuned_resnet, work, invoke):
-    """TorchScript here: torch.export of a ResNet to ONNX takes long for a test, and the path is the lenet one."""
+    """TorchScript here: torch.export of a ResNet to ONNX takes long for a test, and the path is the lenet one.
+
+    The pets photos are 180x180, decoded as they are and resized to 224 by the model's transform: a float
+    graph takes that resize unrounded (a uint8 one would see it rounded to whole pixel values).
+    """
     run, photos = finetuned_resnet
     out = work / "resnet.pt"
-    code, _, stderr = invoke("export", run, "--out", out)
+    code, _, stderr = invoke("export", run, "--out", out, "--input", "float")
     assert code == 0, stderr
     assert "pets's test split" in stderr
     _assert_same_predictions(_probabilities(invoke, out, photos), _probabilities(invoke, run, photos))
@@ -318,3 +332,13 @@ def test_torchscript_without_cnnkit_metadata_is_refused_by_predict(cifar_images,
     torch.jit.save(torch.jit.trace(torch.nn.Flatten().eval(), (torch.zeros(2, 3, 32, 32),)), str(foreign))
     code, _, stderr = invoke("predict", cifar_images, "--model", foreign)
     assert "no cnnkit export metadata" in assert_clean_failure(code, stderr)[0]
+
+
+def test_a_run_whose_dataset_is_gone_is_checked_on_seeded_random_images(lenet_cifar, tmp_path, invoke):
+    checkpoint = torch.load(lenet_cifar / "best.pt", map_location="cpu", weights_only=True)
+    checkpoint["data"]["spec"] = str(tmp_path / "moved-away")  # the folder it was trained on is no longer there
+    moved = tmp_path / "moved.pt"
+    torch.save(checkpoint, moved)
+    code, _, stderr = invoke("export", moved, "--out", tmp_path / "moved.ts")
+    assert code == 0, stderr
+    assert "checking on 8 seeded random images" in stderr and "checked on seeded random images" in stderr

@@ -36,18 +36,19 @@ def export(
     from cnnkit.reporting import Reporter
 
     fmt = resolve_format(fmt, out)
-    graph = fmt in ("onnx", "torchscript")
-    for name, given, applies in (("--dynamic-batch/--static-batch", dynamic_batch is not None, fmt == "onnx"),
-                                 ("--batch-size", batch_size is not None, fmt == "onnx" and dynamic_batch is False),
-                                 ("--opset", opset is not None, fmt == "onnx"),
-                                 ("--input", input_dtype is not None, graph)):
+    static = dynamic_batch is False
+    for name, given, applies, where in (
+        ("--dynamic-batch/--static-batch", dynamic_batch is not None, fmt == "onnx", "to --format onnx"),
+        ("--batch-size", batch_size is not None, fmt == "onnx" and static, "to --format onnx with --static-batch"),
+        ("--opset", opset is not None, fmt == "onnx", "to --format onnx"),
+        ("--input", input_dtype is not None, fmt in ("onnx", "torchscript"), "to the graph formats, onnx and torchscript"),
+    ):
         if given and not applies:
-            where = "with --static-batch" if name == "--batch-size" else "to a graph format (onnx, torchscript)" if name == "--input" else "to --format onnx"
-            raise UsageError(f"{name} does not apply to --format {fmt}" + ("" if name == "--batch-size" else ""),
+            raise UsageError(f"{name} does not apply to --format {fmt}" + ("" if static or fmt != "onnx" else " with a dynamic batch"),
                              f"{name} applies only {where}")
     if input_dtype is not None and input_dtype not in INPUT_DTYPES:
         raise UsageError(f"--input {input_dtype}: not an input type", f"choose one of {', '.join(INPUT_DTYPES)}")
-    options = ExportOptions(fmt, dynamic_batch=dynamic_batch is not False, batch_size=batch_size or 1, opset=opset,
+    options = ExportOptions(fmt, dynamic_batch=not static, batch_size=batch_size or 1, opset=opset,
                             input_dtype=input_dtype or "uint8", half=half, tolerance=tolerance)
     reporter = Reporter(quiet=quiet or json_output)
     result = export_checkpoint(source, out, options, reporter)

@@ -79,7 +79,7 @@ class Preprocessed(nn.Module):
         self.register_buffer("shift", -mean / std)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.to(self.scale.dtype) * self.scale + self.shift
+        x = torch.addcmul(self.shift, images.to(self.scale.dtype), self.scale)  # BatchTransform's op, to the last bit
         return self.model(x).float().softmax(1)
 
 
@@ -165,25 +165,19 @@ def _safetensors_bytes(model: nn.Module, props: dict[str, str]) -> bytes:
     return save(state, metadata=props)
 
 
-def _safetensors_model(payload: bytes, checkpoint: dict, half: bool) -> nn.Module:
+def _safetensors_model(payload: bytes, half: bool) -> nn.Module:
     """The model rebuilt from the file alone, as a reader of it would: its metadata's sections and its tensors."""
-    from safetensors import safe_open
     from safetensors.torch import load
 
     from cnnkit.engine.checkpoint import build_model
 
-    import tempfile
-
-    state = load(payload)
-    with tempfile.NamedTemporaryFile(suffix=".safetensors") as tmp:  # safe_open reads metadata from a file
-        tmp.write(payload)
-        tmp.flush()
-        with safe_open(tmp.name, framework="pt") as f:
-            document = json.loads(f.metadata()["cnnkit"])
+    # The format: an 8-byte little-endian header length, then the JSON header whose __metadata__ is ours.
+    length = int.from_bytes(payload[:8], "little")
+    document = json.loads(json.loads(payload[8:8 + length])["__metadata__"]["cnnkit"])
     model = build_model(document["model"]["name"], document["model"]["kwargs"])
     if half:
         model = model.half()
-    model.load_state_dict(state)
+    model.load_state_dict(load(payload))
     return model.eval()
 
 
@@ -275,7 +269,7 @@ def export_checkpoint(source: str | Path, out: str | Path, options: ExportOption
         got = _run_batches(run, inputs, options)
     else:
         payload = _safetensors_bytes(exported.model, props)
-        rebuilt = _safetensors_model(payload, checkpoint, options.half)
+        rebuilt = _safetensors_model(payload, options.half)
         with torch.inference_mode():
             x = transform(images, train=False)
             want = model(x).float().softmax(1)
