@@ -328,8 +328,12 @@ def test_onnx_without_the_extra_names_it(lenet_cifar, tmp_path):
 
 def test_torchscript_without_cnnkit_metadata_is_refused_by_predict(cifar_images, tmp_path, invoke):
     """Told apart from a checkpoint by its zip members, and refused on its metadata before its code is loaded."""
+    import warnings
+
     foreign = tmp_path / "foreign.pt"
-    torch.jit.save(torch.jit.trace(torch.nn.Flatten().eval(), (torch.zeros(2, 3, 32, 32),)), str(foreign))
+    with warnings.catch_warnings():  # torch.jit's deprecation notes
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.trace(torch.nn.Flatten().eval(), (torch.zeros(2, 3, 32, 32),)), str(foreign))
     code, _, stderr = invoke("predict", cifar_images, "--model", foreign)
     assert "no cnnkit export metadata" in assert_clean_failure(code, stderr)[0]
 
