@@ -15,6 +15,7 @@ from cnnkit.cli import (  # noqa: F401  (registration side effects)
     evaluate,
     predict,
     export_idx,
+    export,
 )
 
 __all__ = ["app"]

@@ -345,6 +345,12 @@ def open_classifier(model: str, device: torch.device):
     path = Path(model).expanduser()
     if path.exists():
         from cnnkit.engine.checkpoint import load_checkpoint
+        from cnnkit.engine.exported_model import exported_classifier
+
+        # `cnnkit export`'s ONNX and TorchScript files, told from checkpoints by name and zip members alone.
+        exported = exported_classifier(path, device, CheckpointDecoder)
+        if exported is not None:
+            return exported
 
         return CheckpointClassifier(load_checkpoint(path), device)
     from cnnkit.errors import ModelError
