@@ -88,3 +88,8 @@ AutoBatch = Annotated[bool, typer.Option("--auto-batch", help="On a CUDA out-of-
 Workers = Annotated[Optional[int], typer.Option("--workers", min=0, max=MAX_WORKERS, help="Decode workers for folders.", show_default=False)]
 Limit = Annotated[Optional[int], typer.Option("--limit", min=1, help="Use only N training images, for quick trials.", show_default=False)]
 MemoryBudget = Annotated[Optional[str], typer.Option("--memory-budget", envvar="CNNKIT_MEMORY_BUDGET", callback=_byte_size, help="Largest decoded dataset held in memory, e.g. 4G (default: a quarter of RAM).", show_default=False)]
+
+# ---- recipes and configuration files (part H3) ----
+Recipe = Annotated[Optional[str], typer.Option("--recipe", help="A built-in recipe (`cnnkit recipes` lists them): the tutorial's settings; options given here override it.", show_default=False)]
+Config = Annotated[Optional[Path], typer.Option("--config", help="Settings from a TOML, YAML or JSON file with TrainConfig's keys (a run's config.json is one); over the recipe, under the options given here.", show_default=False)]
+PrintConfig = Annotated[bool, typer.Option("--print-config", help="Print the resolved settings as JSON and exit, without training or reading data.")]
