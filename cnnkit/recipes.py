@@ -121,3 +121,31 @@ def comparison(recipe: Recipe, run_val_acc: list) -> list[dict]:
     return [{"epoch": i + 1,
              "tutorial_val_acc": recipe.printed[i] if i < len(recipe.printed) else None,
              "run_val_acc": run_val_acc[i] if i < len(run_val_acc) else None} for i in range(rows)]
+
+
+def run_beside_tutorial(run_dir) -> dict | None:
+    """For a run started from a recipe: the recipe and its epochs beside the run's (from config.json and
+    metrics.csv, so a resumed run reads the same). None for other runs or unreadable files."""
+    import csv
+    import json
+    from pathlib import Path
+
+    run_dir = Path(run_dir)
+    try:
+        name = json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("recipe")
+        recipe = find_recipe(name) if isinstance(name, str) else None
+        if recipe is None:
+            return None
+        with open(run_dir / "metrics.csv", newline="", encoding="utf-8") as handle:
+            run = [_float(row.get("val_acc")) for row in csv.DictReader(handle)]
+    except (OSError, ValueError, AttributeError):
+        return None
+    return {"recipe": recipe.name, "tutorial": recipe.source, "note": recipe.printed_note,
+            "epochs": comparison(recipe, run)}
+
+
+def _float(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None

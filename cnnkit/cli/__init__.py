@@ -15,6 +15,7 @@ from cnnkit.cli import (  # noqa: F401  (registration side effects)
     evaluate,
     predict,
     export_idx,
+    recipes,
 )
 
 __all__ = ["app"]
