@@ -21,6 +21,8 @@ from cnnkit.errors import UsageError
 
 PARAMETER_FIELDS = {"mode": "finetune_mode"}  # parameter name -> TrainConfig field, where they differ
 USER_SOURCES = ("COMMANDLINE", "ENVIRONMENT")
+# What Trainer.fit writes into config.json beside the settings: facts of that run, not settings; read back, ignored.
+RUN_RECORD_KEYS = ("processes", "cpu_threads", "data")
 LAYERS = ("recipe", "config", "command line")  # weakest first
 SUFFIXES = (".json", ".toml", ".yaml", ".yml")
 
@@ -95,6 +97,8 @@ def read_config_file(path: Path, ctx: Any, command: str, params: dict) -> dict:
     other = _other_command_params(ctx, command)
     checked = {}
     for key, value in data.items():
+        if key in RUN_RECORD_KEYS:
+            continue
         if key not in defaults:
             close = difflib.get_close_matches(str(key), list(defaults), n=3)
             raise UsageError(f"{path}: unknown key '{key}'" + (f"; did you mean {', '.join(close)}?" if close else ""),
