@@ -280,3 +280,16 @@ def test_option_defaults_are_trainconfigs():
             assert field_value(param.default) == own.get(key, defaults[key]), (command, key)
             checked += 1
         assert checked > 20
+
+
+# ---- resume with a new --epochs on a schedule that depends on the run's length --------------------------
+@pytest.mark.parametrize("schedule, noted", [("onecycle", True), ("none", False)])
+def test_resume_with_more_epochs_says_the_plan_changed(cli, schedule, noted):
+    code, out, err = cli("train", "perceptron", "--dataset", "mnist-sample", "--limit", 64, "--epochs", 1,
+                         "--schedule", schedule, "--device", "cpu", "--quiet")
+    assert code == 0, err
+    code, _, err = cli("train", "--resume", out.strip(), "--epochs", 2)
+    assert code == 0, err
+    notes = [line for line in err.splitlines() if "learning-rate plan" in line]
+    assert notes == (["note: the onecycle learning-rate plan was for 1 epoch; from epoch 2 on it follows the plan "
+                      "for 2 (a run started with --epochs 2 follows that plan from its first step)"] if noted else [])
