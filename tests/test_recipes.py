@@ -268,7 +268,9 @@ def test_option_defaults_are_trainconfigs():
 
     group = typer.main.get_command(app)
     defaults = TrainConfig().to_dict()
-    not_given = {"epochs", "head_epochs"}  # None: "not given", so --resume keeps the run's and finetune computes it
+    # None: "not given". MODEL must come from the command line or a recipe; --resume keeps the run's --epochs;
+    # finetune computes --head-epochs from --epochs.
+    not_given = {"model", "epochs", "head_epochs"}
     finetune_own = {"dataset": "cats-dogs", "batch_size": 32, "lr": 1e-3, "optimizer": "adam", "schedule": "none",
                     "finetune_mode": "finetune"}
     for command, own in (("train", {}), ("finetune", finetune_own)):
