@@ -76,7 +76,7 @@ WeightDecay = Annotated[float, typer.Option("--weight-decay", callback=_finite_n
 Schedule = Annotated[ScheduleName, typer.Option("--schedule", case_sensitive=False, help="Learning-rate schedule.")]
 LabelSmoothing = Annotated[float, typer.Option("--label-smoothing", min=0.0, max=0.99, help="Label smoothing for the loss.")]
 Init = Annotated[InitName, typer.Option("--init", case_sensitive=False, help="Weight initialisation.")]
-Augment = Annotated[str, typer.Option("--augment", help="Comma list of flip,crop,rotate,jitter (batched, on the device).")]
+Augment = Annotated[str, typer.Option("--augment", help="Comma list of flip[:P], crop[:PAD], rotate[:DEGREES], jitter[:B[:C[:S[:H]]]] (arguments after colons), e.g. rotate:15,flip:0.5,crop:4; batched, on the device.")]
 ValSplit = Annotated[Optional[float], typer.Option("--val-split", callback=_fraction, help="Hold out this fraction of train for validation (default: validate on the test split, or 0.2 without one).", show_default=False)]
 ValEvery = Annotated[int, typer.Option("--val-every", min=0, help="Also validate every N batches (0: only at epoch end).")]
 Out = Annotated[Path, typer.Option("--out", help="Root for run directories.")]
