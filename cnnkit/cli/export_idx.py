@@ -31,7 +31,7 @@ def export_idx(
     quiet: QuietOption = False,
 ) -> None:
     """Write train-*/t10k-* images-idx and labels-idx files plus classes.txt; prints the paths written."""
-    from cnnkit.data.export import export_idx as write_all, refuse_to_overwrite
+    from cnnkit.data.export_idx import export_idx as write_all, refuse_to_overwrite
     from cnnkit.data.resolve import load_dataset
     from cnnkit.hub.install import fetch_missing
     from cnnkit.reporting import Reporter
