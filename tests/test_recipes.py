@@ -12,7 +12,7 @@ import torch
 import torchvision
 
 from cnnkit.engine.config import TrainConfig
-from cnnkit.recipes import RECIPES, find_recipe
+from cnnkit.engine.recipes import RECIPES, find_recipe
 
 from conftest import DATA, assert_clean_failure, write_digits_idx
 

@@ -46,7 +46,7 @@ def print_run_summary(summary: dict, *, json_output: bool, quiet: bool) -> None:
 # ---- a recipe run beside the tutorial's printed numbers (part H3) ----
 def with_tutorial_numbers(summary: dict) -> dict:
     """The summary, with `tutorial` (the recipe's printed val accuracy per epoch beside the run's) for a recipe run."""
-    from cnnkit.recipes import run_beside_tutorial
+    from cnnkit.engine.recipes import run_beside_tutorial
 
     beside = run_beside_tutorial(summary["run_dir"]) if summary.get("run_dir") else None
     return {**summary, "tutorial": beside} if beside else summary

@@ -11,7 +11,7 @@ from cnnkit.cli.common import JsonOption, handle_errors, print_json
 @handle_errors
 def recipes(json_output: JsonOption = False) -> None:
     """List the built-in recipes: name, command, tutorial and section, what each sets, the tutorial's numbers."""
-    from cnnkit.recipes import RECIPES
+    from cnnkit.engine.recipes import RECIPES
 
     if json_output:
         print_json([{"name": r.name, "command": r.command, "tutorial": r.source, "experiment": r.experiment,

@@ -76,7 +76,7 @@ def resolve_config(ctx: Any, command: str):
 
 
 def recipe_settings(name: str, command: str) -> dict:
-    from cnnkit.recipes import find_recipe, recipe_names
+    from cnnkit.engine.recipes import find_recipe, recipe_names
 
     recipe = find_recipe(name)
     if recipe is None:
