@@ -160,7 +160,7 @@ def test_finetune_recipe_runs_end_to_end(cli, pets, torch_home, monkeypatch, tmp
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
     extra = ["--head-epochs", 1, "--unfreeze-epochs", 1] if find_recipe(name).sets.get("unfreeze_epochs") else ["--epochs", 1]
     code, out, err = cli("finetune", *smaller(name, tmp_path), "--recipe", name, "--dataset", pets, "--limit", 4, "--val-split", 0.5,
-                         *extra, "--batch-size", 4, "--device", "cpu", "--json")
+                         *extra, "--batch-size", 4, "--workers", 0, "--device", "cpu", "--json")
     assert code == 0, err
     summary = json.loads(out)
     assert summary["tutorial"]["recipe"] == name
