@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ import pytest
 import torch
 
 from cnnkit.data.catalog import sample_dir
+from cnnkit.data.export_idx import sample_across_classes
 from cnnkit.data.idx import read_idx
 from cnnkit.data.resolve import load_dataset
 from conftest import assert_clean_failure, digests
@@ -70,10 +72,11 @@ def test_real_mnist_test_files_come_back_byte_identical(cli, tmp_path):
     out = tmp_path / "out"
     code, _, stderr = cli("export-idx", original, "--out", out, "--quiet")
     assert code == 0, stderr
-    # A lone t10k pair is the dataset's only (train) split, so it is written under train-*.
+    # A lone t10k pair is a test split, and export keeps the split names it read: t10k-* again.
     for kind in ("images-idx3", "labels-idx1"):
         want = gzip.decompress((original / f"t10k-{kind}-ubyte.gz").read_bytes())
-        assert (out / f"train-{kind}-ubyte").read_bytes() == want
+        assert (out / f"t10k-{kind}-ubyte").read_bytes() == want
+    assert not list(out.glob("train-*"))
 
 
 def test_gzip_output_decompresses_to_the_plain_export(cli, tmp_path):
@@ -120,7 +123,8 @@ def test_grayscale_and_resize_give_torchvision_readable_idx3(cli, cifar_folder, 
     assert code == 0, stderr
     images = read_image_file(str(out / "train-images-idx3-ubyte"))
     assert images.shape == (20, 16, 16)
-    source = load_dataset(str(cifar_folder)).splits["train"].images[:20]
+    train = load_dataset(str(cifar_folder)).splits["train"]
+    source = train.images[sample_across_classes(train.labels, 20, 0)]  # --limit takes the classes in turn
     assert torch.equal(images, resize(rgb_to_grayscale(source), [16, 16], antialias=True)[:, 0])
 
 
@@ -237,3 +241,40 @@ def test_sigint_leaves_the_previous_export_untouched(tmp_path):
     else:
         assert sorted(p.name for p in out.iterdir()) == ["classes.txt", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
                                                           "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+
+
+# ---- a folder of only t10k-* files is a test split ---------------------------------------------------
+@pytest.fixture
+def t10k_only(tmp_path) -> Path:
+    """The real MNIST test files alone, as MNIST ships them."""
+    folder = tmp_path / "mnist-t10k"
+    folder.mkdir()
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        shutil.copy(sample_dir() / name, folder / name)
+    return folder
+
+
+def test_t10k_only_folder_is_a_test_split(cli, t10k_only):
+    data = load_dataset(str(t10k_only))
+    assert list(data.splits) == ["test"]
+    code, _, err = cli("train", "perceptron", "--dataset", t10k_only, "--epochs", 1)
+    lines = assert_clean_failure(code, err)
+    assert "only a test split" in lines[0] and "--val-split" in lines[1]
+    code, out, err = cli("train", "perceptron", "--dataset", t10k_only, "--val-split", "0.5", "--limit", 64,
+                         "--epochs", 1, "--device", "cpu", "--json")
+    assert code == 0, err
+    assert json.loads(out)["validated_on"] == "50% of test"
+
+
+def test_limit_samples_across_classes_seeded(cli, tmp_path, cifar_folder):
+    """CIFAR's folder is sorted by class: the first 20 would all be airplanes."""
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        code, _, err = cli("export-idx", cifar_folder, "--out", tmp_path / name, "--split", "train", "--limit", 20,
+                           "--seed", seed, "--quiet")
+        assert code == 0, err
+    labels = {name: read_idx(tmp_path / name / "train-labels-idx1-ubyte") for name in "abc"}
+    assert sorted(np.bincount(labels["a"], minlength=10).tolist()) == [2] * 10  # every class, twice
+    assert np.array_equal(labels["a"], labels["b"])
+    images = {name: read_idx(tmp_path / name / "train-images-idx4-ubyte") for name in "abc"}
+    assert np.array_equal(images["a"], images["b"]) and not np.array_equal(images["a"], images["c"])
+    assert np.all(np.diff(labels["a"].astype(int)) >= 0)  # the dataset's own order among those chosen

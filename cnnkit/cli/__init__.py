@@ -16,6 +16,7 @@ from cnnkit.cli import (  # noqa: F401  (registration side effects)
     predict,
     export_idx,
     export,
+    recipes,
 )
 
 __all__ = ["app"]

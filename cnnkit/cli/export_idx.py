@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from cnnkit.cli.app import app
-from cnnkit.cli.common import DataDirOption, JsonOption, QuietOption, Split, handle_errors, print_json
+from cnnkit.cli.common import DataDirOption, JsonOption, QuietOption, SeedOption, Split, handle_errors, print_json
 
 
 @app.command(
@@ -24,14 +24,15 @@ def export_idx(
     gzip: Annotated[bool, typer.Option("--gzip", help="Write .gz files, as MNIST is distributed.")] = False,
     resize: Annotated[Optional[int], typer.Option("--resize", min=1, max=4096, help="Resize images to N x N.", show_default=False)] = None,
     grayscale: Annotated[bool, typer.Option("--grayscale", help="Convert colour images to grey (IDX3, readable by torchvision's MNIST).")] = False,
-    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Write only the first N images of each split.", show_default=False)] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Write only N images of each split, taken across the classes in a random order (--seed).", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the export already in --out, all of its IDX files (swapped in once the new one is complete).")] = False,
+    seed: SeedOption = 0,
     data_dir: DataDirOption = Path("data"),
     json_output: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Write train-*/t10k-* images-idx and labels-idx files plus classes.txt; prints the paths written."""
-    from cnnkit.data.export import export_idx as write_all, refuse_to_overwrite
+    from cnnkit.data.export_idx import export_idx as write_all, refuse_to_overwrite
     from cnnkit.data.resolve import load_dataset
     from cnnkit.hub.install import fetch_missing
     from cnnkit.reporting import Reporter
@@ -48,7 +49,7 @@ def export_idx(
         shape = "x".join(map(str, record["shape"]))
         reporter.note(f"wrote {record['path']} ({shape}, {record['bytes']:,} bytes)")
 
-    written = write_all(data, out, splits, compress=gzip, resize=resize, grayscale=grayscale, limit=limit, force=force, on_file=report)
+    written = write_all(data, out, splits, compress=gzip, resize=resize, grayscale=grayscale, limit=limit, force=force, on_file=report, seed=seed)
     if json_output:
         print_json({"dataset": data.spec, "out": str(out), "classes": data.classes, "files": written})
     else:

@@ -57,6 +57,9 @@ def finetune(
     limit: opt.Limit = None,
     memory_budget: opt.MemoryBudget = None,
     loss: opt.Loss = "cross-entropy",
+    recipe: opt.Recipe = None,
+    config: opt.Config = None,
+    print_config: opt.PrintConfig = False,
     data_dir: DataDirOption = "data",
     device: DeviceOption = "auto",
     seed: SeedOption = 0,
@@ -64,7 +67,7 @@ def finetune(
     quiet: QuietOption = False,
 ) -> None:
     """Fine-tune an ImageNet backbone: new head on a frozen backbone, then optionally unfreeze; prints the run directory last."""
-    from cnnkit.engine.config import TrainConfig
+    from cnnkit.cli.run_config import print_config as print_resolved, resolve_config
     from cnnkit.engine.finetune import resolve_finetune_config
     from cnnkit.engine.runner import resume_training, start_training
     from cnnkit.reporting import Reporter
@@ -72,28 +75,39 @@ def finetune(
 
     reporter = Reporter(quiet=quiet or json_output)
     if resume is not None:
-        refuse_fixed_options(ctx)
+        refuse_fixed_options(ctx)  # --recipe and --config too: the run's own config.json wins
         summary = resume_training(resume, reporter, epochs=epochs, device=device, workers=workers,
                                   auto_batch=auto_batch)
     else:
-        if model is None:
-            raise UsageError("missing MODEL", "e.g. `cnnkit finetune mobilenet --dataset cats-dogs`")
-        config = TrainConfig(
-            model=model, dataset=dataset, data_dir=str(data_dir), batch_size=batch_size, lr=lr,
-            optimizer=optimizer.value, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-            schedule=schedule.value, label_smoothing=label_smoothing, augment=augment, val_split=val_split,
-            val_every=val_every, out=str(out), name=name, amp=amp, compile=compile, auto_batch=auto_batch, workers=workers, limit=limit,
-            seed=seed, device=device,
-            # --no-cache is a zero memory budget: stream and decode every epoch, keep no features.
-            memory_budget=memory_budget if cache else "0",
-            command="finetune", finetune_mode=mode.value, weights=str(weights.expanduser().resolve()) if weights else None,
-            unfreeze_epochs=unfreeze_epochs, unfreeze_lr=unfreeze_lr,
-            loss=loss,
-        )
-        summary = start_training(resolve_finetune_config(config, epochs=epochs, head_epochs=head_epochs), reporter)
+        run_config, given = resolve_config(ctx, "finetune")
+        if "model" not in given:
+            raise UsageError("missing MODEL", "e.g. `cnnkit finetune mobilenet --dataset cats-dogs` or "
+                             "`cnnkit finetune --recipe mobilenetv2-transfer`")
+        if run_config.weights:
+            run_config.weights = str(Path(run_config.weights).expanduser().resolve())
+        if not run_config.cache:  # --no-cache is a zero memory budget: stream and decode every epoch, keep no features
+            run_config.memory_budget = "0"
+        run_config = resolve_finetune_config(run_config, **phase_epochs(run_config, given))
+        if print_config:
+            print_resolved(run_config)
+            return
+        summary = start_training(run_config, reporter)
     if not (quiet or json_output):
         print_phases(summary.get("phases", []))
     print_run_summary(summary, json_output=json_output, quiet=quiet)
+
+
+def phase_epochs(run_config, given: dict) -> dict:
+    """--epochs (the total) and --head-epochs as the strongest layer that set either gives them.
+
+    `--recipe vgg16-head --epochs 3` means 3 epochs: the recipe's own head_epochs gives way. Both from
+    the same layer (a run's config.json) must agree, as on the command line.
+    """
+    from cnnkit.cli.run_config import LAYERS
+
+    rank = {name: LAYERS.index(layer) for name, layer in given.items() if name in ("epochs", "head_epochs")}
+    top = max(rank.values(), default=None)
+    return {name: getattr(run_config, name) if rank.get(name, -1) == top else None for name in ("epochs", "head_epochs")}
 
 
 def print_phases(phases: list[dict]) -> None:

@@ -23,6 +23,8 @@ def inspect_dataset(
     verify: Annotated[bool, typer.Option("--verify", help="Decode every file of an image folder; list corrupt, truncated and non-image files (exit 1 if any).")] = False,
     show: Annotated[Optional[int], typer.Option("--show", min=1, max=256, help="Draw the first N images with their class names (needs --out).", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG file for --show.", show_default=False)] = None,
+    augment: Annotated[Optional[str], typer.Option("--augment", help="Draw the --show images augmented as training would (train's --augment syntax, e.g. rotate:15,flip:0.5), seeded by --seed.", show_default=False)] = None,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed for --augment's draws.")] = 0,
     data_dir: DataDirOption = Path("data"),
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -40,6 +42,13 @@ def inspect_dataset(
 
     if show is not None and out is None:
         raise UsageError("--show needs --out PNG to write the grid to", "e.g. --show 16 --out grid.png")
+    if augment is not None:
+        from cnnkit.data.transforms import parse_augment
+
+        if show is None:
+            raise UsageError("--augment draws the --show images augmented; it needs --show N --out PNG",
+                             f"e.g. --show 16 --augment {augment} --out grid.png")
+        parse_augment(augment)  # a bad spec fails before the data is read
     reporter = Reporter(quiet=quiet or json_output)
     workers = default_workers()
     spec = parse_spec(dataset)
@@ -63,7 +72,13 @@ def inspect_dataset(
         report["verify"] = checked.to_dict()
     if show is not None:
         images, labels = first_images(data.split(names[0]), data.channels, data.size, show)
-        report["grid"] = str(plot_sample_grid(images, labels, data.classes, out, f"{data.name}: first {len(images)} of {names[0]}"))
+        title = f"{data.name}: first {len(images)} of {names[0]}"
+        if augment:
+            from cnnkit.data.transforms import augment_uint8
+
+            images, title = augment_uint8(images, augment, seed), f"{title}, --augment {augment}"
+            report["augment"] = augment
+        report["grid"] = str(plot_sample_grid(images, labels, data.classes, out, title))
 
     if json_output:
         print_json(report)

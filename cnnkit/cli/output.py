@@ -16,6 +16,7 @@ def print_run_summary(summary: dict, *, json_output: bool, quiet: bool) -> None:
     """The run's summary table, then the run directory as the last line (alone with --quiet)."""
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return
+    summary = with_tutorial_numbers(summary)
     if json_output:
         print_json(summary)
         return
@@ -38,4 +39,31 @@ def print_run_summary(summary: dict, *, json_output: bool, quiet: bool) -> None:
         for key, value in rows:
             table.add_row(key, value)
         stdout_console().print(table)
+        print_tutorial_numbers(summary.get("tutorial"))
     print(summary["run_dir"], flush=True)
+
+
+# ---- a recipe run beside the tutorial's printed numbers (part H3) ----
+def with_tutorial_numbers(summary: dict) -> dict:
+    """The summary, with `tutorial` (the recipe's printed val accuracy per epoch beside the run's) for a recipe run."""
+    from cnnkit.engine.recipes import run_beside_tutorial
+
+    beside = run_beside_tutorial(summary["run_dir"]) if summary.get("run_dir") else None
+    return {**summary, "tutorial": beside} if beside else summary
+
+
+def print_tutorial_numbers(beside: dict | None) -> None:
+    """On stderr, with the progress: the table on stdout stays the run's own."""
+    if not beside:
+        return
+    from rich.table import Table
+
+    from cnnkit.cli.common import _stderr_console
+
+    title = f"recipe {beside['recipe']}: {beside['tutorial']}" + (f" ({beside['note']})" if beside["note"] else "")
+    table = Table(title=title)
+    for column in ("epoch", "tutorial val acc", "this run"):
+        table.add_column(column, justify="right")
+    for row in beside["epochs"]:
+        table.add_row(str(row["epoch"]), _percent(row["tutorial_val_acc"]), _percent(row["run_val_acc"]))
+    _stderr_console().print(table)

@@ -47,6 +47,9 @@ def train(
     init_bias: opt.InitBias = None,
     loss: opt.Loss = "cross-entropy",
     normalize: opt.Normalize = "dataset",
+    recipe: opt.Recipe = None,
+    config: opt.Config = None,
+    print_config: opt.PrintConfig = False,
     data_dir: DataDirOption = "data",
     device: DeviceOption = "auto",
     seed: SeedOption = 0,
@@ -54,26 +57,23 @@ def train(
     quiet: QuietOption = False,
 ) -> None:
     """Train a model from scratch; writes a run directory and prints its path last."""
-    from cnnkit.engine.config import TrainConfig
+    from cnnkit.cli.run_config import print_config as print_resolved, resolve_config
     from cnnkit.reporting import Reporter
     from cnnkit.engine.runner import resume_training, start_training
     from cnnkit.errors import UsageError
 
     reporter = Reporter(quiet=quiet or json_output)
     if resume is not None:
-        refuse_fixed_options(ctx)
+        refuse_fixed_options(ctx)  # --recipe and --config too: the run's own config.json wins
         summary = resume_training(resume, reporter, epochs=epochs, device=device, workers=workers,
                                   auto_batch=auto_batch)
     else:
-        if model is None:
-            raise UsageError("missing MODEL", "e.g. `cnnkit train lenet`; list models with `cnnkit summary --list`")
-        config = TrainConfig(
-            model=model, dataset=dataset, data_dir=str(data_dir), epochs=epochs or 5, batch_size=batch_size,
-            lr=lr, optimizer=optimizer.value, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-            schedule=schedule.value, label_smoothing=label_smoothing, init=init, augment=augment,
-            val_split=val_split, val_every=val_every, out=str(out), name=name, amp=amp, compile=compile, auto_batch=auto_batch,
-            workers=workers, limit=limit, seed=seed, device=device, memory_budget=memory_budget,
-            init_bias=init_bias, loss=loss, normalize=normalize,
-        )
-        summary = start_training(config, reporter)
+        run_config, given = resolve_config(ctx, "train")
+        if "model" not in given:
+            raise UsageError("missing MODEL", "e.g. `cnnkit train lenet` or `cnnkit train --recipe lenet-cifar10`; "
+                             "list models with `cnnkit summary --list`")
+        if print_config:
+            print_resolved(run_config)
+            return
+        summary = start_training(run_config, reporter)
     print_run_summary(summary, json_output=json_output, quiet=quiet)

@@ -68,7 +68,7 @@ Nesterov = Annotated[bool, typer.Option("--nesterov", help="Nesterov momentum fo
 WeightDecay = Annotated[float, typer.Option("--weight-decay", callback=_finite_non_negative, help="Weight decay.")]
 Schedule = Annotated[ScheduleName, typer.Option("--schedule", case_sensitive=False, help="Learning-rate schedule.")]
 LabelSmoothing = Annotated[float, typer.Option("--label-smoothing", min=0.0, max=0.99, help="Label smoothing for the loss.")]
-Augment = Annotated[str, typer.Option("--augment", help="Comma list of flip,crop,rotate,jitter (batched, on the device).")]
+Augment = Annotated[str, typer.Option("--augment", help="Comma list of flip[:P], crop[:PAD], rotate[:DEGREES], jitter[:B[:C[:S[:H]]]] (arguments after colons), e.g. rotate:15,flip:0.5,crop:4; batched, on the device.")]
 ValSplit = Annotated[Optional[float], typer.Option("--val-split", callback=_fraction, help="Hold out this fraction of train for validation (default: validate on the test split, or 0.2 without one).", show_default=False)]
 ValEvery = Annotated[int, typer.Option("--val-every", min=0, help="Also validate every N batches (0: only at epoch end).")]
 Out = Annotated[Path, typer.Option("--out", help="Root for run directories.")]
@@ -122,3 +122,7 @@ Init = Annotated[str, typer.Option("--init", callback=_parsed_init, help="Weight
 InitBias = Annotated[Optional[float], typer.Option("--init-bias", callback=_parsed_bias, help="Set every conv and linear bias to V after --init (default: the scheme's own: 0, or PyTorch's for default).", show_default=False)]
 Loss = Annotated[str, typer.Option("--loss", callback=_parsed_loss, help="Training loss on the logits: cross-entropy, nll, bce, mse, l1, smooth-l1, multi-margin, kl-div, poisson-nll. Validation loss is always cross-entropy.")]
 Normalize = Annotated[str, typer.Option("--normalize", callback=_parsed_normalize, help="dataset (its own mean/std), none (ToTensor only), imagenet, or MEAN[,MEAN...][/STD[,STD...]] such as 0.5/0.5.")]
+# ---- recipes and configuration files (part H3) ----
+Recipe = Annotated[Optional[str], typer.Option("--recipe", help="A built-in recipe (`cnnkit recipes` lists them): the tutorial's settings; options given here override it.", show_default=False)]
+Config = Annotated[Optional[Path], typer.Option("--config", help="Settings from a TOML, YAML or JSON file with TrainConfig's keys (a run's config.json is one); over the recipe, under the options given here.", show_default=False)]
+PrintConfig = Annotated[bool, typer.Option("--print-config", help="Print the resolved settings as JSON and exit, without training or reading data.")]

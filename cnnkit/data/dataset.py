@@ -61,7 +61,7 @@ class Dataset:
     @classmethod
     def of_tensors(cls, spec, splits: dict[str, TensorSplit], classes: list[str]) -> "Dataset":
         """A dataset of splits already decoded to uint8 tensors, for a parsed DatasetSpec (catalog, IDX, npz, ...)."""
-        first = splits["train"].images
+        first = next(iter(splits.values())).images  # "train", or a lone "test" (an IDX folder of t10k-* files)
         return cls(spec.text, spec.name, list(classes), int(first.shape[1]), (int(first.shape[2]), int(first.shape[3])),
                    splits, spec.kind, root=spec.path)
 
@@ -93,12 +93,27 @@ def train_val_splits(dataset: Dataset, val_split: float | None, seed: int) -> tu
     With no --val-split, a dataset's own test split is the validation set, as in
     the seed tutorials; a dataset without one holds out 20%.
     """
+    if "train" not in dataset.splits and "test" in dataset.splits:
+        return _train_on_test(dataset, val_split, seed)
     train = dataset.split("train")
     if val_split is None and "test" in dataset.splits:
         return train, dataset.splits["test"], "test"
     fraction = 0.2 if val_split is None else val_split
     train_idx, val_idx = validation_indices(len(train), fraction, seed)
     return train.subset(train_idx), train.subset(val_idx), f"{fraction:.0%} of train"
+
+
+def _train_on_test(dataset: Dataset, val_split: float | None, seed: int) -> tuple[Split, Split, str]:
+    """A dataset of only a test split (t10k-* IDX files) trains when asked to split it: never silently."""
+    from cnnkit.errors import DataError
+
+    if val_split is None:
+        raise DataError(f"dataset {dataset.spec} holds only a test split (no train-* files)",
+                        "train on it with --val-split 0.2 (it is then split into train and validation), "
+                        "or add its train-* files beside it")
+    test = dataset.splits["test"]
+    train_idx, val_idx = validation_indices(len(test), val_split, seed)
+    return test.subset(train_idx), test.subset(val_idx), f"{val_split:.0%} of test"
 
 
 def files_fingerprint(root: Path, files: list[Path]) -> str:

@@ -90,8 +90,8 @@ def load_idx_dir(folder: Path) -> tuple[dict[str, TensorSplit], list[str]]:
         tensor = torch.from_numpy(images.copy())
         tensor = tensor.unsqueeze(1) if tensor.ndim == 3 else tensor.permute(0, 3, 1, 2).contiguous()
         splits[split] = TensorSplit(tensor, torch.from_numpy(labels.astype(np.int64)))
-    if "train" not in splits:  # a lone test pair still trains
-        splits = {"train": splits.pop("test"), **splits}
+    # A lone t10k-*/test-* pair is a test split, as its name says (MNIST's test set alone, say): training
+    # on it takes --val-split (cnnkit.data.dataset.train_val_splits), and export-idx writes it back as t10k-*.
     return splits, _classes(folder, splits)
 
 

@@ -52,7 +52,7 @@ def parse_spec(spec: str | DatasetSpec) -> DatasetSpec:
 
 def parse_recorded_spec(text: str, kind: str | None) -> DatasetSpec:
     """The spec a checkpoint recorded with its format: a directory that has gone is named as such."""
-    if kind not in (None, "catalog") and not Path(text).expanduser().is_dir():
+    if kind not in (None, "catalog") and not Path(text).expanduser().exists():  # a directory, or a file (.npz)
         raise DataError(f"the dataset this checkpoint was trained on is no longer at {text}",
                         "pass the dataset with --dataset")
     return parse_spec(text)

@@ -40,9 +40,14 @@ def resume_training(target: str | Path, reporter: Reporter | None = None, *, epo
         return _continue(checkpoint, run_dir, reporter, epochs, device, workers, auto_batch)
 
 
+# Schedules whose rate at a step depends on how long the run is planned to be (engine/optim.py lr_factor).
+LENGTH_DEPENDENT_SCHEDULES = ("step", "cosine", "onecycle")
+
+
 def _continue(checkpoint: dict, run_dir: Path, reporter: Reporter, epochs, device, workers, auto_batch) -> dict:
     config = TrainConfig.from_dict(checkpoint["train"]["config"])
     if epochs is not None:
+        _say_if_replanned(config, epochs, checkpoint["train"].get("epoch", 0), reporter)
         config.epochs = epochs
     if device and device != "auto":
         config.device = device
@@ -63,6 +68,23 @@ def _continue(checkpoint: dict, run_dir: Path, reporter: Reporter, epochs, devic
         return _fit(trainer, setup)
     finally:
         distributed.shutdown()
+
+
+def _say_if_replanned(config: TrainConfig, epochs: int, done: int, reporter: Reporter) -> None:
+    """A new --epochs on step/cosine/onecycle re-plans the rate over the new length: say so, once.
+
+    Continuing (rather than refusing) is the choice: extending a finished or interrupted run is what
+    --resume --epochs is for, every schedule is a pure function of (step, total), so the new plan is
+    exact and resumable again, and refusing would leave no way to train such a run further. What
+    changes is said because the run then differs from one started with the new --epochs: its first
+    `done` epochs followed the old plan, and at the boundary the rate jumps to the new plan's value.
+    """
+    if epochs == config.epochs or config.schedule not in LENGTH_DEPENDENT_SCHEDULES or done >= epochs:
+        return
+    plural = "s" if config.epochs != 1 else ""
+    reporter.note(f"note: the {config.schedule} learning-rate plan was for {config.epochs} epoch{plural}; from epoch "
+                  f"{done + 1} on it follows the plan for {epochs} (a run started with --epochs {epochs} follows "
+                  "that plan from its first step)")
 
 
 def _fit(trainer: Trainer, setup: TrainSetup) -> dict:

@@ -59,10 +59,28 @@ def refuse_to_overwrite(out_dir: str | Path, splits: list[str]) -> None:
         )
 
 
-def split_images(split, channels: int, size: tuple[int, int], limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 (N, C, H, W) images and labels of a split, decoding files if it is streamed."""
+def sample_across_classes(labels: torch.Tensor, limit: int, seed: int) -> torch.Tensor:
+    """`limit` indices taking the classes in turn, each class's images in a seeded random order, then sorted.
+
+    The first N would be N images of the first class in a folder sorted by class; this keeps every class
+    (as long as N allows) and the dataset's own order among those chosen.
+    """
+    if limit >= len(labels):
+        return torch.arange(len(labels))
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    by_class = [order[labels[order] == c] for c in labels.unique().tolist()]
+    # Rank within its class, then class: sorting by (rank, class) deals the classes out like cards.
+    ranks = torch.cat([torch.arange(len(members)) for members in by_class])
+    classes = torch.cat([torch.full((len(members),), i) for i, members in enumerate(by_class)])
+    dealt = torch.cat(by_class)[torch.argsort(ranks * len(by_class) + classes)]
+    return dealt[:limit].sort().values
+
+
+def split_images(split, channels: int, size: tuple[int, int], limit: int | None,
+                 seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (N, C, H, W) images and labels of a split (`limit` of them across the classes), decoding files if it is streamed."""
     if limit is not None:
-        split = split.subset(torch.arange(min(limit, len(split))))
+        split = split.subset(sample_across_classes(split.labels, limit, seed))
     if isinstance(split, TensorSplit):
         return split.images, split.labels
     # Streamed files: decode them (unreadable ones are skipped, with their labels).
@@ -99,6 +117,7 @@ def export_idx(
     limit: int | None = None,
     force: bool = False,
     on_file: Callable[[dict], None] | None = None,
+    seed: int = 0,
 ) -> list[dict]:
     """Write each split's images and labels, then classes.txt; return what was written.
 
@@ -122,7 +141,7 @@ def export_idx(
     # Beside the target when the whole folder is swapped in, inside it when other files share the folder.
     staging = _make_staging(out_dir.parent if swap_folder else out_dir, out_dir.name)
     try:
-        written = _write_into(staging, dataset, splits_data, compress, resize, grayscale, limit)
+        written = _write_into(staging, dataset, splits_data, compress, resize, grayscale, limit, seed)
         fsync_dir(staging)
         if swap_folder:
             _swap_folder(staging, out_dir)
@@ -142,12 +161,12 @@ def export_idx(
 
 
 def _write_into(folder: Path, dataset: Dataset, splits_data: dict, compress: bool, resize: int | None,
-                grayscale: bool, limit: int | None) -> list[dict]:
+                grayscale: bool, limit: int | None, seed: int = 0) -> list[dict]:
     from cnnkit.fileio import atomic_write_text
 
     written: list[dict] = []
     for name, split in splits_data.items():
-        images, labels = split_images(split, dataset.channels, dataset.size, limit)
+        images, labels = split_images(split, dataset.channels, dataset.size, limit, seed)
         images = convert(images, resize, grayscale)
         colour = images.shape[1] == 3
         array = images.permute(0, 2, 3, 1).numpy() if colour else images[:, 0].numpy()
