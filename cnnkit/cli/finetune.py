@@ -56,6 +56,9 @@ def finetune(
     workers: opt.Workers = None,
     limit: opt.Limit = None,
     memory_budget: opt.MemoryBudget = None,
+    balance: opt.Balance = None,
+    patience: opt.Patience = None,
+    tensorboard: opt.Tensorboard = False,
     data_dir: DataDirOption = "data",
     device: DeviceOption = "auto",
     seed: SeedOption = 0,
@@ -70,6 +73,10 @@ def finetune(
     from cnnkit.errors import UsageError
 
     reporter = Reporter(quiet=quiet or json_output)
+    if tensorboard:  # before any data is read
+        from cnnkit.engine.tensorboard import require_tensorboard
+
+        require_tensorboard()
     if resume is not None:
         refuse_fixed_options(ctx)
         summary = resume_training(resume, reporter, epochs=epochs, device=device, workers=workers,
@@ -87,6 +94,7 @@ def finetune(
             memory_budget=memory_budget if cache else "0",
             command="finetune", finetune_mode=mode.value, weights=str(weights.expanduser().resolve()) if weights else None,
             unfreeze_epochs=unfreeze_epochs, unfreeze_lr=unfreeze_lr,
+            balance=balance.value if balance else None, patience=patience, tensorboard=tensorboard,
         )
         summary = start_training(resolve_finetune_config(config, epochs=epochs, head_epochs=head_epochs), reporter)
     if not (quiet or json_output):

@@ -44,6 +44,9 @@ def train(
     workers: opt.Workers = None,
     limit: opt.Limit = None,
     memory_budget: opt.MemoryBudget = None,
+    balance: opt.Balance = None,
+    patience: opt.Patience = None,
+    tensorboard: opt.Tensorboard = False,
     data_dir: DataDirOption = "data",
     device: DeviceOption = "auto",
     seed: SeedOption = 0,
@@ -57,6 +60,10 @@ def train(
     from cnnkit.errors import UsageError
 
     reporter = Reporter(quiet=quiet or json_output)
+    if tensorboard:  # before any data is read
+        from cnnkit.engine.tensorboard import require_tensorboard
+
+        require_tensorboard()
     if resume is not None:
         refuse_fixed_options(ctx)
         summary = resume_training(resume, reporter, epochs=epochs, device=device, workers=workers,
@@ -70,6 +77,7 @@ def train(
             schedule=schedule.value, label_smoothing=label_smoothing, init=init.value, augment=augment,
             val_split=val_split, val_every=val_every, out=str(out), name=name, amp=amp, compile=compile, auto_batch=auto_batch,
             workers=workers, limit=limit, seed=seed, device=device, memory_budget=memory_budget,
+            balance=balance.value if balance else None, patience=patience, tensorboard=tensorboard,
         )
         summary = start_training(config, reporter)
     print_run_summary(summary, json_output=json_output, quiet=quiet)

@@ -88,3 +88,14 @@ AutoBatch = Annotated[bool, typer.Option("--auto-batch", help="On a CUDA out-of-
 Workers = Annotated[Optional[int], typer.Option("--workers", min=0, max=MAX_WORKERS, help="Decode workers for folders.", show_default=False)]
 Limit = Annotated[Optional[int], typer.Option("--limit", min=1, help="Use only N training images, for quick trials.", show_default=False)]
 MemoryBudget = Annotated[Optional[str], typer.Option("--memory-budget", envvar="CNNKIT_MEMORY_BUDGET", callback=_byte_size, help="Largest decoded dataset held in memory, e.g. 4G (default: a quarter of RAM).", show_default=False)]
+
+
+# ---- part H5: what a training run tells the user (issue 16) --------------------------------------------
+class BalanceName(str, Enum):
+    sampler = "sampler"
+    loss = "loss"
+
+
+Balance = Annotated[Optional[BalanceName], typer.Option("--balance", case_sensitive=False, help="For imbalanced classes: sampler draws each epoch with class-balanced weights; loss weights the loss by class instead.", show_default=False)]
+Patience = Annotated[Optional[int], typer.Option("--patience", min=1, help="Stop early after N epochs without a higher validation accuracy (best.pt keeps the best).", show_default=False)]
+Tensorboard = Annotated[bool, typer.Option("--tensorboard", help="Also write TensorBoard event files to RUN/tb/ (needs cnnkit[tensorboard]).")]
