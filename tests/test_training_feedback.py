@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_cnnkit
-
 TINY = ["--epochs", "1", "--batch-size", "16", "--val-split", "0.25"]
 
 
@@ -142,11 +140,3 @@ def test_val_every_results_are_written_and_choose_best_pt(cli, tmp_path):
     assert best["global_step"] == best_step and best["best_val_acc"] == pytest.approx(max(accuracies), abs=1e-5)
     assert last["global_step"] == 10 and last["epoch"] == 1  # last.pt stays the epoch's end
 
-
-def test_the_device_note_goes_to_stderr_of_the_installed_command(tmp_path):
-    result = run_cnnkit("train", "perceptron", "--limit", "256", "--epochs", "1", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    notes = [line for line in result.stderr.splitlines() if line.startswith("note: training on ")]
-    expected = "note: training on cuda" if torch.cuda.is_available() else "note: training on cpu (auto: no CUDA device)"
-    assert len(notes) == 1 and notes[0].startswith(expected)
-    assert "device" in result.stdout  # the summary table's row

@@ -66,6 +66,10 @@ def finetune(
     quiet: QuietOption = False,
 ) -> None:
     """Fine-tune an ImageNet backbone: new head on a frozen backbone, then optionally unfreeze; prints the run directory last."""
+    if tensorboard:  # before torch is imported or any data read
+        from cnnkit.engine.tensorboard import require_tensorboard
+
+        require_tensorboard()
     from cnnkit.engine.config import TrainConfig
     from cnnkit.engine.finetune import resolve_finetune_config
     from cnnkit.engine.runner import resume_training, start_training
@@ -73,10 +77,6 @@ def finetune(
     from cnnkit.errors import UsageError
 
     reporter = Reporter(quiet=quiet or json_output)
-    if tensorboard:  # before any data is read
-        from cnnkit.engine.tensorboard import require_tensorboard
-
-        require_tensorboard()
     if resume is not None:
         refuse_fixed_options(ctx)
         summary = resume_training(resume, reporter, epochs=epochs, device=device, workers=workers,

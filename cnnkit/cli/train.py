@@ -54,16 +54,16 @@ def train(
     quiet: QuietOption = False,
 ) -> None:
     """Train a model from scratch; writes a run directory and prints its path last."""
+    if tensorboard:  # before torch is imported or any data read
+        from cnnkit.engine.tensorboard import require_tensorboard
+
+        require_tensorboard()
     from cnnkit.engine.config import TrainConfig
     from cnnkit.reporting import Reporter
     from cnnkit.engine.runner import resume_training, start_training
     from cnnkit.errors import UsageError
 
     reporter = Reporter(quiet=quiet or json_output)
-    if tensorboard:  # before any data is read
-        from cnnkit.engine.tensorboard import require_tensorboard
-
-        require_tensorboard()
     if resume is not None:
         refuse_fixed_options(ctx)
         summary = resume_training(resume, reporter, epochs=epochs, device=device, workers=workers,
