@@ -69,9 +69,12 @@ def best_epoch_of(history: list[dict]) -> int:
     return at
 
 
-def early_stop(epoch: int, best_epoch: int, patience: int | None, best_val_acc: float) -> dict | None:
-    """The record of an early stop after `epoch` (1-based), or None to go on."""
-    if not patience or epoch - best_epoch < patience:
+def early_stop(epoch: int, since: int, best_epoch: int, patience: int | None, best_val_acc: float) -> dict | None:
+    """The record of an early stop after `epoch` (1-based), or None to go on.
+
+    `since` is the epoch the count starts from: the best epoch, or the start of the current phase if later.
+    """
+    if not patience or epoch - since < patience:
         return None
     return {"epoch": epoch, "best_epoch": best_epoch, "patience": patience, "best_val_acc": best_val_acc}
 

@@ -295,7 +295,8 @@ class Trainer:
                 self.reporter.note(feedback.early_stop_note(st.stopped_early) + "; the run is finished")
             return self._summary(already_finished=True)
         self.reporter.note(f"note: training on {self.device_used}")
-        warning = feedback.train_imbalance_warning(self._train_labels(), s.num_classes, cfg.balance)
+        # Judged on the dataset's train split, as inspect-dataset does: a --limit draw's own chance imbalance is noise.
+        warning = feedback.train_imbalance_warning(s.dataset.split("train").labels, s.num_classes, cfg.balance)
         if warning:
             self.reporter.warn(warning)
         if cfg.tensorboard and self.world.main:
@@ -407,8 +408,9 @@ class Trainer:
         st.epoch, st.step_in_epoch = epoch + 1, 0
         st.partial = {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
         is_best = self._is_best(val.accuracy, st.epoch)
-        if st.epoch < self.total_epochs:
-            st.stopped_early = feedback.early_stop(st.epoch, st.best_epoch, cfg.patience, st.best_val_acc)
+        if st.epoch < self.total_epochs:  # a new phase (finetune's unfreeze) gets its own --patience epochs
+            since = max(st.best_epoch, phase_at(s.phases, epoch)[1])
+            st.stopped_early = feedback.early_stop(st.epoch, since, st.best_epoch, cfg.patience, st.best_val_acc)
         if s.checkpoint_every_epoch or st.epoch == self.total_epochs or st.stopped_early:
             self._save(best=is_best)
         elif is_best:
