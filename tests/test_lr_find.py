@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 
@@ -22,15 +21,16 @@ def test_quiet_prints_only_the_rate_and_nothing_but_the_plot_is_written(tmp_path
 
 
 def test_json_holds_the_ramp_and_the_steepest_descent(cli, tmp_path):
-    code, out, err = cli("lr-find", *SMALL, "--end-lr", "100", "--json", "--out", tmp_path / "plot.png")
+    code, out, err = cli("lr-find", *SMALL, "--optimizer", "sgd", "--end-lr", "100", "--json",
+                         "--out", tmp_path / "plot.png")
     assert code == 0, err
     doc = json.loads(out)
     lrs, losses = doc["lrs"], doc["losses"]
     assert doc["steps_run"] == len(lrs) == len(losses) <= 30
     growth = (100 / 1e-7) ** (1 / 29)
     assert lrs[0] == pytest.approx(1e-7) and lrs[1] / lrs[0] == pytest.approx(growth)
-    assert doc["diverged"] and doc["steps_run"] < 30  # up to 100 the loss blows up before the end
-    assert losses[-1] > 4 * min(losses) or not all(map(math.isfinite, doc["raw_losses"] + [losses[-1]]))
+    assert doc["diverged"]  # sgd at rates up to 100 blows the loss up: the test stops there
+    assert losses[-1] > 4 * min(losses) or doc["steps_run"] < 30  # past 4x the best, or a non-finite loss
     i = doc["suggested_index"]
     assert doc["suggested_lr"] == lrs[i] and 10 <= i < len(lrs) - 1
     assert losses[i + 1] - losses[i - 1] < 0  # on a falling stretch
