@@ -79,6 +79,14 @@ def early_stop(epoch: int, since: int, best_epoch: int, patience: int | None, be
     return {"epoch": epoch, "best_epoch": best_epoch, "patience": patience, "best_val_acc": best_val_acc}
 
 
+def early_stop_record(value) -> dict | None:
+    """A checkpoint's early-stop record if it is one early_stop wrote, else None (an edited file resumes as not stopped)."""
+    keys = ("epoch", "best_epoch", "patience", "best_val_acc")
+    if not isinstance(value, dict) or not all(isinstance(value.get(k), (int, float)) for k in keys):
+        return None
+    return {k: value[k] for k in keys}
+
+
 def early_stop_note(stop: dict) -> str:
     return (f"note: stopped early after epoch {stop['epoch']}: validation accuracy has not improved for "
             f"{stop['patience']} epoch(s) (--patience {stop['patience']}); best {stop['best_val_acc']:.2%} "

@@ -109,7 +109,7 @@ class LoopState:
         return cls(train["epoch"], train["step_in_epoch"], train["global_step"], train["best_val_acc"],
                    history, list(train.get("val_history", [])), dict(train["partial"]),
                    best_epoch if isinstance(best_epoch, int) else feedback.best_epoch_of(history),
-                   train.get("stopped_early") if isinstance(train.get("stopped_early"), dict) else None)
+                   feedback.early_stop_record(train.get("stopped_early")))
 
 
 @contextlib.contextmanager
