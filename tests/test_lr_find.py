@@ -6,15 +6,15 @@ import json
 
 import pytest
 
-from conftest import assert_clean_failure, run_cnnkit
+from conftest import assert_clean_failure
 
 SMALL = ["lenet", "--limit", "640", "--batch-size", "32", "--steps", "30"]
 
 
-def test_quiet_prints_only_the_rate_and_nothing_but_the_plot_is_written(tmp_path):
-    result = run_cnnkit("lr-find", *SMALL, "--quiet", "--out", "lr.png", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+def test_quiet_prints_only_the_rate_and_nothing_but_the_plot_is_written(cli, tmp_path):
+    code, out, err = cli("lr-find", *SMALL, "--quiet", "--out", "lr.png")
+    assert code == 0, err
+    lines = out.splitlines()
     assert len(lines) == 1 and 1e-7 < float(lines[0]) < 10
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lr.png"]  # no run directory
     assert (tmp_path / "lr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
