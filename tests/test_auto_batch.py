@@ -66,7 +66,7 @@ def test_without_auto_batch_the_error_suggests_it(cli, device_room):
     device_room["images"] = 16
     code, out, err = cli(*TRAIN, "--epochs", "1")
     assert out == ""
-    error, hint = assert_clean_failure(code, err)
+    error, hint = assert_clean_failure(code, err, after_output=True)  # after the "training on" note
     assert error == "error: the device ran out of memory at batch size 64"
     assert "--batch-size 32, or --auto-batch" in hint
 

@@ -42,7 +42,7 @@ def test_cnn_one_epoch_learns_mnist_sample(cli, tmp_path):
         assert (run / name).is_file(), name
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = list(csv.DictReader((run / "metrics.csv").open()))
-    assert list(rows[0]) == ["epoch", "step", "phase", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"]
+    assert list(rows[0]) == ["epoch", "step", "phase", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s", "val_bal_acc"]
     assert len(rows) == 1 and abs(float(rows[0]["val_acc"]) - summary["val_acc"]) < 1e-6
     assert rows[0]["step"] == str(-(-8000 // 64))
     config = json.loads((run / "config.json").read_text())

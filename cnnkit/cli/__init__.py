@@ -12,6 +12,7 @@ from cnnkit.cli import (  # noqa: F401  (registration side effects)
     visualize,
     train,
     finetune,
+    lr_find,  # part H5
     evaluate,
     predict,
     export_idx,

@@ -77,6 +77,7 @@ def _print_report(doc: dict) -> None:
         ("checkpoint", doc["checkpoint"]),
         ("images", f"{doc['count']:,}"),
         ("accuracy", f"{doc['accuracy']:.2%}"),
+        ("balanced accuracy", f"{doc['balanced_accuracy']:.2%} (mean per-class recall)"),  # part H5
         (f"top-{doc['top_k']} accuracy", f"{doc['top_k_accuracy']:.2%}"),
         ("loss", f"{doc['loss']:.4f}"),
     ):

@@ -60,6 +60,9 @@ def finetune(
     recipe: opt.Recipe = None,
     config: opt.Config = None,
     print_config: opt.PrintConfig = False,
+    balance: opt.Balance = None,
+    patience: opt.Patience = None,
+    tensorboard: opt.Tensorboard = False,
     data_dir: DataDirOption = "data",
     device: DeviceOption = "auto",
     seed: SeedOption = 0,
@@ -91,6 +94,10 @@ def finetune(
         if print_config:
             print_resolved(run_config)
             return
+        if run_config.tensorboard:  # before any data is read: a missing extra fails at once
+            from cnnkit.engine.tensorboard import require_tensorboard
+
+            require_tensorboard()
         summary = start_training(run_config, reporter)
     if not (quiet or json_output):
         print_phases(summary.get("phases", []))

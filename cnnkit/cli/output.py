@@ -23,7 +23,7 @@ def print_run_summary(summary: dict, *, json_output: bool, quiet: bool) -> None:
     if not quiet:
         from rich.table import Table
 
-        if summary.get("already_finished"):
+        if summary.get("already_finished") and not summary.get("stopped_early"):  # an early stop said so itself
             Reporter().note(f"run already finished ({summary['epochs']} epochs); pass --epochs N to train further")
         table = Table(title=f"{summary['model']} on {summary['dataset']}", show_header=False)
         rows = [
@@ -33,6 +33,9 @@ def print_run_summary(summary: dict, *, json_output: bool, quiet: bool) -> None:
             ("train accuracy", _percent(summary["train_acc"])),
             ("training time", f"{summary['train_seconds']:.1f}s at {summary['images_per_s'] or 0:,.0f} images/s"),
         ]
+        balanced, more = _feedback_rows(summary)
+        rows[2:2] = balanced
+        rows += more
         for key, label in (("skipped_images", "skipped images"), ("global_batch", "global batch")):
             if summary.get(key) and (key != "global_batch" or summary.get("processes", 1) > 1):
                 rows.append((label, str(summary[key])))
@@ -67,3 +70,14 @@ def print_tutorial_numbers(beside: dict | None) -> None:
     for row in beside["epochs"]:
         table.add_row(str(row["epoch"]), _percent(row["tutorial_val_acc"]), _percent(row["run_val_acc"]))
     _stderr_console().print(table)
+# ---- part H5: balanced accuracy, early stop and device in the run summary --------------------------------
+def _feedback_rows(summary: dict) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(the row after validation accuracy, the rows at the end)."""
+    balanced = [("balanced accuracy", f"{_percent(summary.get('val_bal_acc'))} (mean per-class recall)")]
+    rows = []
+    stop = summary.get("stopped_early")
+    if stop:
+        rows.append(("stopped early", f"after epoch {stop['epoch']} (--patience {stop['patience']}; best at epoch {stop['best_epoch']})"))
+    if summary.get("device"):
+        rows.append(("device", summary["device"]))
+    return balanced, rows

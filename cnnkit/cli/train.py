@@ -50,6 +50,9 @@ def train(
     recipe: opt.Recipe = None,
     config: opt.Config = None,
     print_config: opt.PrintConfig = False,
+    balance: opt.Balance = None,
+    patience: opt.Patience = None,
+    tensorboard: opt.Tensorboard = False,
     data_dir: DataDirOption = "data",
     device: DeviceOption = "auto",
     seed: SeedOption = 0,
@@ -75,5 +78,9 @@ def train(
         if print_config:
             print_resolved(run_config)
             return
+        if run_config.tensorboard:  # before any data is read: a missing extra fails at once
+            from cnnkit.engine.tensorboard import require_tensorboard
+
+            require_tensorboard()
         summary = start_training(run_config, reporter)
     print_run_summary(summary, json_output=json_output, quiet=quiet)

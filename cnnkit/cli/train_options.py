@@ -126,3 +126,12 @@ Normalize = Annotated[str, typer.Option("--normalize", callback=_parsed_normaliz
 Recipe = Annotated[Optional[str], typer.Option("--recipe", help="A built-in recipe (`cnnkit recipes` lists them): the tutorial's settings; options given here override it.", show_default=False)]
 Config = Annotated[Optional[Path], typer.Option("--config", help="Settings from a TOML, YAML or JSON file with TrainConfig's keys (a run's config.json is one); over the recipe, under the options given here.", show_default=False)]
 PrintConfig = Annotated[bool, typer.Option("--print-config", help="Print the resolved settings as JSON and exit, without training or reading data.")]
+# ---- part H5: what a training run tells the user (issue 16) --------------------------------------------
+class BalanceName(str, Enum):
+    sampler = "sampler"
+    loss = "loss"
+
+
+Balance = Annotated[Optional[BalanceName], typer.Option("--balance", case_sensitive=False, help="For imbalanced classes: sampler draws each epoch with class-balanced weights; loss weights the loss by class instead.", show_default=False)]
+Patience = Annotated[Optional[int], typer.Option("--patience", min=1, help="Stop early after N epochs without a higher validation accuracy (best.pt keeps the best).", show_default=False)]
+Tensorboard = Annotated[bool, typer.Option("--tensorboard", help="Also write TensorBoard event files to RUN/tb/ (needs cnnkit[tensorboard]).")]

@@ -14,10 +14,35 @@ from cnnkit.data.dataset import FileSplit, Split, TensorSplit
 from cnnkit.data.images import ImageReadError, load_image
 
 
-def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool, weights: torch.Tensor | None = None) -> torch.Tensor:
+    if weights is not None:
+        return balanced_order(weights, seed, epoch)
     if not shuffle:
         return torch.arange(n)
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+# ---- --balance sampler (part H5) ----------------------------------------------------
+def balanced_order(weights: torch.Tensor, seed: int, epoch: int) -> torch.Tensor:
+    """An epoch of len(weights) images drawn with replacement, each with its weight, as WeightedRandomSampler does.
+
+    A function of (seed, epoch) alone, like the shuffled order, so a resumed run draws the same images.
+    """
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.multinomial(weights, len(weights), replacement=True, generator=generator)
+
+
+class BalanceHooks:
+    """What --balance needs of a training batch source: its labels, and per-image draw weights."""
+
+    sample_weights: torch.Tensor | None = None
+
+    def class_labels(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def balance(self, weights: torch.Tensor) -> None:
+        """Draw each epoch with these per-image weights (with replacement) instead of shuffling."""
+        self.sample_weights = weights.cpu().double()
 
 
 def shard(order: torch.Tensor, rank: int, world: int, pad: bool) -> torch.Tensor:
@@ -30,7 +55,7 @@ def shard(order: torch.Tensor, rank: int, world: int, pad: bool) -> torch.Tensor
     return order[rank::world]
 
 
-class TensorBatches:
+class TensorBatches(BalanceHooks):
     """Batches cut from one uint8 tensor that lives on the device."""
 
     def __init__(self, split: TensorSplit, batch_size: int, device: torch.device, shuffle: bool, seed: int = 0,
@@ -48,11 +73,14 @@ class TensorBatches:
         return -(-len(shard(torch.arange(len(self.labels)), self.rank, self.world, self.pad)) // self.batch_size)
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = epoch_order(len(self.labels), self.seed, epoch, self.shuffle)
+        order = epoch_order(len(self.labels), self.seed, epoch, self.shuffle, self.sample_weights)
         order = shard(order, self.rank, self.world, self.pad).to(self.device)
         for start in range(start_batch * self.batch_size, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             yield self.images[index], self.labels[index]
+
+    def class_labels(self) -> torch.Tensor:
+        return self.labels.cpu()
 
 
 class _FileDataset(torch.utils.data.Dataset):
@@ -84,7 +112,7 @@ def _collate(items):
     return torch.stack([g[0] for g in good]), torch.tensor([g[1] for g in good]), bad
 
 
-class StreamBatches:
+class StreamBatches(BalanceHooks):
     """Batches decoded from files by DataLoader workers, with pinned memory on CUDA."""
 
     def __init__(self, split: FileSplit, channels: int, size: tuple[int, int], batch_size: int,
@@ -96,13 +124,17 @@ class StreamBatches:
         self.skipped: list[tuple[str, str]] = []
 
     def _order(self, epoch: int) -> list[int]:
-        if self.world > 1 and self.pad:
+        if self.world > 1 and self.pad and self.sample_weights is None:
             # Streamed training shards through PyTorch's own DistributedSampler.
             sampler = torch.utils.data.DistributedSampler(self.dataset, num_replicas=self.world, rank=self.rank,
                                                           shuffle=self.shuffle, seed=self.seed)
             sampler.set_epoch(epoch)
             return list(sampler)
-        return shard(epoch_order(len(self.dataset), self.seed, epoch, self.shuffle), self.rank, self.world, self.pad).tolist()
+        order = epoch_order(len(self.dataset), self.seed, epoch, self.shuffle, self.sample_weights)
+        return shard(order, self.rank, self.world, self.pad).tolist()
+
+    def class_labels(self) -> torch.Tensor:
+        return torch.as_tensor(self.dataset.split.labels)
 
     def __len__(self) -> int:
         return -(-len(self._order(0)) // self.batch_size)

@@ -137,6 +137,16 @@ def imbalance_ratio(counts: list[int]) -> float | None:
     return max(present) / min(present)
 
 
+def imbalance_warning(split_name: str, ratio: float | None) -> str:
+    """The one wording of the imbalance warning (inspect-dataset and train both say it)."""
+    detail = "some class has no samples" if ratio is None else f"the largest class is {ratio:.2f}x the smallest"
+    return f"the {split_name} split is imbalanced: {detail}"
+
+
+def is_imbalanced(ratio: float | None) -> bool:
+    return ratio is None or ratio > IMBALANCE_RATIO
+
+
 def split_report(split: Split, dataset: Dataset, workers: int, on_batch=None,
                  skipped: list[tuple[str, str]] | None = None) -> tuple[dict, PixelStats]:
     stats = PixelStats(dataset.channels)
@@ -151,7 +161,7 @@ def split_report(split: Split, dataset: Dataset, workers: int, on_batch=None,
         "storage": "decoded in memory" if isinstance(split, TensorSplit) else "streamed from files",
         "class_counts": dict(zip(dataset.classes, counts)),
         "imbalance_ratio": None if ratio is None else round(ratio, 4),
-        "imbalanced": ratio is None or ratio > IMBALANCE_RATIO,
+        "imbalanced": is_imbalanced(ratio),
         "first_labels": split.labels[:FIRST_LABELS].tolist(),
         "min": stats.low / 255.0 if stats.count else None,
         "max": stats.high / 255.0 if stats.count else None,
@@ -203,9 +213,7 @@ def inspect_dataset(dataset: Dataset, split_names: list[str], root: Path | None 
             report["splits"][name], pixel_stats[name] = split_report(split, dataset, workers, skipped=skipped)
         part = report["splits"][name]
         if part["imbalanced"]:
-            ratio = part["imbalance_ratio"]
-            detail = "some class has no samples" if ratio is None else f"the largest class is {ratio:.2f}x the smallest"
-            report["warnings"].append(f"the {name} split is imbalanced: {detail}")
+            report["warnings"].append(imbalance_warning(name, part["imbalance_ratio"]))
     # Normalise with the figures of the split a model trains on.
     source = "train" if "train" in pixel_stats else split_names[0]
     report["normalize"] = {

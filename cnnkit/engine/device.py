@@ -38,6 +38,17 @@ def resolve_device(name: str = "auto") -> torch.device:
     raise UsageError(f"unknown device '{name}'", "use auto, cpu, cuda, cuda:N or mps")
 
 
+def describe_device(requested: str | None, device: torch.device) -> str:
+    """What a run trains on and why, in words: `cpu (auto: no CUDA device)`, `cuda:0 (NVIDIA H200, auto)`."""
+    requested = (requested or "auto").strip().lower()
+    if device.type == "cuda":
+        what = f"{device} ({torch.cuda.get_device_name(device)}, {'auto' if requested == 'auto' else 'asked for'})"
+    elif requested == "auto":
+        what = f"{device} (auto: {'Apple MPS' if device.type == 'mps' else 'no CUDA device'})"
+    else:
+        what = f"{device} (asked for)"
+    return what
+
 def _local_rank() -> int:
     """torchrun's LOCAL_RANK, checked with the rest of its variables (0 outside torchrun)."""
     from cnnkit.engine.distributed import world

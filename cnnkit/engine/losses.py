@@ -25,6 +25,8 @@ KL_DEFAULT_SMOOTHING = 0.1
 # Losses that take label smoothing (a soft target makes sense for them); the others refuse it.
 SMOOTHABLE = ("cross-entropy", "kl-div", "bce", "mse", "l1", "smooth-l1")
 LOSSES = ("cross-entropy", "nll", "bce", "mse", "l1", "smooth-l1", "multi-margin", "kl-div", "poisson-nll")
+# Losses that take per-class weights (--balance loss): the ones whose torch form has `weight=` per class.
+WEIGHTABLE = ("cross-entropy", "nll", "multi-margin")
 
 # The rest of the zoo, and why each does not fit one label per image.
 NOT_FOR_CLASSIFICATION = {
@@ -73,20 +75,30 @@ class OnLogProbs(nn.Module):
 
     name = "nll"
 
+    def __init__(self, weight: torch.Tensor | None = None):
+        super().__init__()
+        self.register_buffer("weight", weight)
+
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.nll_loss(F.log_softmax(logits, dim=1), labels)
+        return F.nll_loss(F.log_softmax(logits, dim=1), labels, weight=self.weight)
 
 
-def build_loss(name: str, label_smoothing: float = 0.0) -> nn.Module:
-    """The training criterion for --loss NAME (checked again here, so the API fails as clearly as the CLI)."""
+def build_loss(name: str, label_smoothing: float = 0.0, weight: torch.Tensor | None = None) -> nn.Module:
+    """The training criterion for --loss NAME (checked again here, so the API fails as clearly as the CLI).
+
+    `weight` is --balance loss's per-class weight; only the losses in WEIGHTABLE take one.
+    """
     key = check_loss(name, label_smoothing)
+    if weight is not None and key not in WEIGHTABLE:
+        raise UsageError(f"--balance loss does not apply to --loss {key}: it has no per-class weight",
+                         f"use --balance sampler, or a loss that takes class weights: {', '.join(WEIGHTABLE)}")
     s = label_smoothing
     if key == "cross-entropy":
-        return nn.CrossEntropyLoss(label_smoothing=s)
+        return nn.CrossEntropyLoss(weight=weight, label_smoothing=s)
     if key == "nll":
-        return OnLogProbs()
+        return OnLogProbs(weight)
     if key == "multi-margin":
-        return nn.MultiMarginLoss()
+        return nn.MultiMarginLoss(weight=weight)
     softmax = lambda logits: logits.softmax(1)  # noqa: E731
     if key == "bce":  # one-vs-rest: one sigmoid per class on its logit
         return OnTargets(key, lambda logits: logits, nn.BCEWithLogitsLoss(), s)

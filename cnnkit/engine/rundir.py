@@ -14,7 +14,8 @@ from typing import Iterator
 from cnnkit.errors import CheckpointError, CnnkitError, UsageError
 from cnnkit.fileio import atomic_write_text
 
-METRIC_COLUMNS = ("epoch", "step", "phase", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
+METRIC_COLUMNS = ("epoch", "step", "phase", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s",
+                  "val_bal_acc")  # new columns go at the end: readers by position keep working
 
 
 def _slug(text: str) -> str:
@@ -182,7 +183,7 @@ def release_run_lock(run: Path) -> None:
     os.close(fd)
 
 
-RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "curves.png", "config.json")
+RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "curves.png", "config.json", "val_steps.csv")
 
 
 def remove_stale_temporaries(run: Path) -> None:
@@ -201,12 +202,24 @@ def check_writable(run: Path) -> None:
 
 
 def write_metrics(run: Path, history: list[dict]) -> None:
+    _write_csv(run / "metrics.csv", METRIC_COLUMNS, history)
+
+
+# ---- --val-every results (part H5): one row per validation inside an epoch, beside metrics.csv's epoch rows
+VAL_STEP_COLUMNS = ("epoch", "step", "val_loss", "val_acc", "val_bal_acc")
+
+
+def write_val_steps(run: Path, val_history: list[dict]) -> None:
+    _write_csv(run / "val_steps.csv", VAL_STEP_COLUMNS, val_history)
+
+
+def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    for row in history:
+    for row in rows:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    atomic_write_text(run / "metrics.csv", buffer.getvalue())
+    atomic_write_text(path, buffer.getvalue())
 
 
 def write_config(run: Path, config: dict) -> None:

@@ -63,7 +63,7 @@ def _continue(checkpoint: dict, run_dir: Path, reporter: Reporter, epochs, devic
         # Rank 0 alone writes in the run directory, so it alone holds the lock; the others learn if it failed.
         distributed.on_rank_zero(lambda: claim_for_resume(resumable_run_dir(checkpoint["path"])))
         done = trainer.state.epoch
-        if done < trainer.total_epochs:
+        if done < trainer.total_epochs and not trainer.state.stopped_early:  # an early-stopped run is finished
             reporter.note(f"resuming {run_dir} at epoch {done + 1}, batch {trainer.state.step_in_epoch + 1}")
         return _fit(trainer, setup)
     finally:

@@ -25,17 +25,19 @@ from torch import nn
 from cnnkit.data.dataset import Dataset
 from cnnkit.engine import distributed
 from cnnkit.engine.checkpoint import build_checkpoint, load_model_weights, save_checkpoint
+from cnnkit.engine import feedback
 from cnnkit.engine.config import TrainConfig, default_amp
+from cnnkit.engine.device import describe_device
 from cnnkit.engine.distributed import World
 from cnnkit.engine.evaluation import run_evaluation
 from cnnkit.engine.interrupt import StopRequest, TrainingInterrupted
 from cnnkit.engine.losses import build_loss
 from cnnkit.engine.optim import build_optimizer, build_scheduler
 from cnnkit.reporting import Reporter
-from cnnkit.engine.rundir import write_config, write_metrics
+from cnnkit.engine.rundir import write_config, write_metrics, write_val_steps
 from cnnkit.engine.state import capture_rng, restore_rng
 from cnnkit.engine.step import TrainStep
-from cnnkit.errors import CheckpointError, CnnkitError
+from cnnkit.errors import CheckpointError, CnnkitError, UsageError
 
 
 class TrainingDiverged(CnnkitError):
@@ -98,11 +100,17 @@ class LoopState:
     history: list = field(default_factory=list)
     val_history: list = field(default_factory=list)
     partial: dict = field(default_factory=lambda: {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0})
+    best_epoch: int = 0  # the epoch best.pt comes from (0: none yet); --patience counts from it
+    stopped_early: dict | None = None  # feedback.early_stop's record: the run is finished
 
     @classmethod
     def from_checkpoint(cls, train: dict) -> "LoopState":
+        history = list(train["history"])
+        best_epoch = train.get("best_epoch")
         return cls(train["epoch"], train["step_in_epoch"], train["global_step"], train["best_val_acc"],
-                   list(train["history"]), list(train.get("val_history", [])), dict(train["partial"]))
+                   history, list(train.get("val_history", [])), dict(train["partial"]),
+                   best_epoch if isinstance(best_epoch, int) else feedback.best_epoch_of(history),
+                   feedback.early_stop_record(train.get("stopped_early")))
 
 
 @contextlib.contextmanager
@@ -135,7 +143,8 @@ class Trainer:
         self.cfg = setup.config
         self.model = setup.model
         self.world = setup.world
-        self.criterion = build_loss(self.cfg.loss, self.cfg.label_smoothing)  # --loss: engine/losses.py
+        self._balance_sampler()
+        self.criterion = build_loss(self.cfg.loss, self.cfg.label_smoothing, weight=self.loss_class_weights())  # --loss, --balance loss
         self.step = TrainStep(self._wrapped(), self.criterion, amp=setup.amp, batch_size=self.cfg.batch_size,
                               auto_batch=self.cfg.auto_batch, ddp=self.world.enabled, reporter=reporter)
         if self.world.enabled:
@@ -148,6 +157,26 @@ class Trainer:
         self.best_trainable: dict[str, torch.Tensor] | None = None  # see TrainSetup.checkpoint_every_epoch
         self.optimizer = self.scheduler = None
         self.total_epochs = sum(p.epochs for p in setup.phases)
+        self.device_used = describe_device(self.cfg.device, setup.device)
+        self.tensorboard = None  # a TensorBoardLog while fit runs with --tensorboard
+        self.warned_stuck = False
+
+    # ---- --balance -------------------------------------------------------------------
+    def _train_labels(self) -> torch.Tensor:
+        return self.s.train_batches.class_labels()
+
+    def _balance_sampler(self) -> None:
+        balance = self.cfg.balance
+        if balance is not None and balance not in feedback.BALANCE_MODES:
+            raise UsageError(f"unknown --balance '{balance}'", f"use one of {', '.join(feedback.BALANCE_MODES)}")
+        if balance == "sampler":
+            self.s.train_batches.balance(feedback.sample_weights(self._train_labels(), self.s.num_classes))
+
+    def loss_class_weights(self) -> torch.Tensor | None:
+        """--balance loss: the loss's per-class `weight=` (feedback.class_weights), on the device; else None."""
+        if self.cfg.balance != "loss":
+            return None
+        return feedback.class_weights(self._train_labels(), self.s.num_classes).to(self.s.device)
 
     # ---- setup of a phase ------------------------------------------------------------
     def _wrapped(self) -> nn.Module:
@@ -204,6 +233,9 @@ class Trainer:
             "step_in_epoch": st.step_in_epoch,
             "global_step": st.global_step,
             "best_val_acc": st.best_val_acc,
+            "best_epoch": st.best_epoch,
+            "stopped_early": st.stopped_early,
+            "device": self.device_used,
             "history": st.history,
             "val_history": st.val_history,
             "partial": st.partial,
@@ -220,13 +252,17 @@ class Trainer:
         model = {**self.s.model_section, "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()}}
         return build_checkpoint(model, self.s.data_section, train)
 
-    def _save(self, best: bool = False) -> None:
-        """last.pt, and best.pt: the current weights when `best`, else the held best weights, if any."""
+    def _save(self, best: bool = False, last: bool = True) -> None:
+        """last.pt, and best.pt: the current weights when `best`, else the held best weights, if any.
+
+        A --val-every best inside an epoch writes best.pt alone (last=False): last.pt stays the epoch's start.
+        """
         rng = distributed.gather(capture_rng(self.augment_generator))  # every rank takes part
         if not self.world.main:
             return
         checkpoint = self._checkpoint(rng)
-        save_checkpoint(self.s.run_dir / "last.pt", checkpoint)
+        if last:
+            save_checkpoint(self.s.run_dir / "last.pt", checkpoint)
         if best:
             save_checkpoint(self.s.run_dir / "best.pt", checkpoint)
         elif self.best_trainable is not None:
@@ -249,12 +285,33 @@ class Trainer:
         s, cfg, st = self.s, self.cfg, self.state
         if self.world.main:
             cpu = {"cpu_threads": torch.get_num_threads()} if s.device.type == "cpu" else {}
-            write_config(s.run_dir, {**cfg.to_dict(), "processes": self.world.size, **cpu,
+            write_config(s.run_dir, {**cfg.to_dict(), "processes": self.world.size, **cpu, "device_used": self.device_used,
                                      "data": {k: v for k, v in s.data_section.items() if k != "classes"}})
             if st.history:  # the checkpoint's history is the record: a kill after last.pt, before metrics.csv
                 write_metrics(s.run_dir, st.history)
-        if st.epoch >= self.total_epochs:
+            if st.val_history:
+                write_val_steps(s.run_dir, st.val_history)
+        if st.epoch >= self.total_epochs or st.stopped_early:
+            if st.stopped_early:
+                self.reporter.note(feedback.early_stop_note(st.stopped_early) + "; the run is finished")
             return self._summary(already_finished=True)
+        self.reporter.note(f"note: training on {self.device_used}")
+        # Judged on the dataset's train split, as inspect-dataset does: a --limit draw's own chance imbalance is noise.
+        warning = feedback.train_imbalance_warning(s.dataset.split("train").labels, s.num_classes, cfg.balance)
+        if warning:
+            self.reporter.warn(warning)
+        if cfg.tensorboard and self.world.main:
+            from cnnkit.engine.tensorboard import TensorBoardLog
+
+            self.tensorboard = TensorBoardLog(s.run_dir, st.history, st.val_history)
+        try:
+            return self._fit_epochs()
+        finally:
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+
+    def _fit_epochs(self) -> dict:
+        s, st = self.s, self.state
         if self.phase_index < 0:
             self._enter_phase(phase_at(s.phases, st.epoch)[0])
         warned = {path for path, _ in s.skipped}  # prepare warned of what loading found
@@ -268,6 +325,9 @@ class Trainer:
                     if path not in warned:
                         warned.add(path)
                         self.reporter.skipped([(path, reason)])
+                if st.stopped_early:
+                    self.reporter.note(feedback.early_stop_note(st.stopped_early))
+                    break
         return self._summary()
 
     def _train_epoch(self, epoch: int, stop: StopRequest) -> None:
@@ -312,7 +372,8 @@ class Trainer:
             if not math.isfinite(live_loss) and not self.world.enabled:
                 self._diverged(epoch, live_loss, f"after batch {st.step_in_epoch} of {len(s.train_batches)}")
             if cfg.val_every and st.global_step % cfg.val_every == 0:
-                self._validate_midway(epoch)
+                self._validate_midway(epoch, lambda: self._partial(loss_sum.clone(), correct.clone(), seen,
+                                                                   seconds + time.perf_counter() - started))
             if self._should_stop(stop):
                 seconds += time.perf_counter() - started
                 loss_sum, correct, seen = self._world_sums(loss_sum, correct, seen)
@@ -342,20 +403,27 @@ class Trainer:
             "lr": self.optimizer.param_groups[0]["lr"],
             "seconds": round(seconds, 3),
             "images_per_s": round(seen / max(seconds, 1e-9), 1),
+            "val_bal_acc": val.balanced_accuracy,
         }
         st.history.append(row)
         st.epoch, st.step_in_epoch = epoch + 1, 0
         st.partial = {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
-        is_best = val.accuracy > st.best_val_acc
-        if is_best:
-            st.best_val_acc = val.accuracy
-        if s.checkpoint_every_epoch or st.epoch == self.total_epochs:
+        is_best = self._is_best(val.accuracy, st.epoch)
+        if st.epoch < self.total_epochs:  # a new phase (finetune's unfreeze) gets its own --patience epochs
+            since = max(st.best_epoch, phase_at(s.phases, epoch)[1])
+            st.stopped_early = feedback.early_stop(st.epoch, since, st.best_epoch, cfg.patience, st.best_val_acc)
+        if s.checkpoint_every_epoch or st.epoch == self.total_epochs or st.stopped_early:
             self._save(best=is_best)
         elif is_best:
             self.best_trainable = self._trainable_weights()
         if self.world.main:
             write_metrics(s.run_dir, st.history)
+            if st.val_history:
+                write_val_steps(s.run_dir, st.val_history)
             self._plot()
+            if self.tensorboard is not None:
+                self.tensorboard.epoch(row)
+        self._warn_if_stuck(row)
         self.reporter.finish(
             f"{label}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%} | "
             f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%} | {row['images_per_s']:,.0f} img/s, {seconds:.1f}s"
@@ -411,15 +479,49 @@ class Trainer:
         distributed.all_reduce_sum(loss_sum, correct, seen_t)
         return loss_sum, correct, int(seen_t)
 
-    def _validate_midway(self, epoch: int) -> None:
+    def _partial(self, loss_sum: torch.Tensor, correct: torch.Tensor, seen: int, seconds: float) -> dict:
+        """The unfinished epoch's sums over every rank, as last.pt holds them (copies: the loop's own keep running)."""
+        loss_sum, correct, seen = self._world_sums(loss_sum, correct, seen)
+        return {"loss_sum": float(loss_sum), "correct": int(correct), "seen": seen, "seconds": seconds}
+
+    def _is_best(self, val_acc: float, epoch: int) -> bool:
+        """A strictly higher validation accuracy is a new best (a tie is not: --patience counts it as no progress)."""
+        if val_acc <= self.state.best_val_acc:
+            return False
+        self.state.best_val_acc, self.state.best_epoch = val_acc, epoch
+        return True
+
+    def _validate_midway(self, epoch: int, partial) -> None:
+        st = self.state
         val = run_evaluation(self.model, self.s.val_batches, self.s.transform, self.s.num_classes,
                              device=self.s.device, amp=self.s.amp, k=1)
         self.model.train()
         if self.s.freeze is not None:
             self.s.freeze(self.model, self.s.phases[self.phase_index].frozen)
-        self._check_finite(epoch, 0.0, f"at step {self.state.global_step}", val.loss)
-        self.state.val_history.append({"epoch": epoch + 1, "step": self.state.global_step, "val_loss": val.loss, "val_acc": val.accuracy})
-        self.reporter.note(f"  step {self.state.global_step}: val loss {val.loss:.4f} acc {val.accuracy:.2%}")
+        self._check_finite(epoch, 0.0, f"at step {st.global_step}", val.loss)
+        entry = {"epoch": epoch + 1, "step": st.global_step, "val_loss": val.loss, "val_acc": val.accuracy,
+                 "val_bal_acc": val.balanced_accuracy}
+        st.val_history.append(entry)
+        if self.tensorboard is not None:
+            self.tensorboard.val_step(entry)
+        self.reporter.note(f"  step {st.global_step}: val loss {val.loss:.4f} acc {val.accuracy:.2%}")
+        if self._is_best(val.accuracy, epoch + 1):  # --val-every results choose best.pt too
+            if self.s.checkpoint_every_epoch:
+                saved, st.partial = st.partial, partial()  # best.pt records the step it was taken at
+                self._save(best=True, last=False)
+                st.partial = saved
+            else:
+                self.best_trainable = self._trainable_weights()
+
+    def _warn_if_stuck(self, row: dict) -> None:
+        if self.warned_stuck or not feedback.loss_is_stuck(row["train_loss"], row["train_acc"], self._train_labels(),
+                                                           self.s.num_classes):
+            return
+        self.warned_stuck = True
+        phase = self.s.phases[self.phase_index]
+        option = "--unfreeze-lr" if phase.name == "unfreeze" else "--lr"
+        message, hint = feedback.stuck_loss_warning(row["epoch"], row["train_loss"], self.s.num_classes, phase.lr, option)
+        self.reporter.warn(f"{message}\nhint: {hint}")
 
     def _plot(self) -> None:
         from cnnkit.viz.curves import plot_curves
@@ -443,6 +545,10 @@ class Trainer:
             "best_val_acc": st.best_val_acc,
             "val_acc": last.get("val_acc"),
             "val_loss": last.get("val_loss"),
+            "val_bal_acc": last.get("val_bal_acc"),
+            "best_epoch": st.best_epoch,
+            "stopped_early": st.stopped_early,
+            "device": self.device_used,
             "train_acc": last.get("train_acc"),
             "train_loss": last.get("train_loss"),
             "train_seconds": round(total_seconds, 2),
