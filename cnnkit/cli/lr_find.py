@@ -32,7 +32,7 @@ def lr_find(
     nesterov: opt.Nesterov = False,
     weight_decay: opt.WeightDecay = 0.0,
     label_smoothing: opt.LabelSmoothing = 0.0,
-    init: opt.Init = opt.InitName.default,
+    init: opt.Init = "default",
     augment: opt.Augment = "",
     amp: opt.Amp = None,
     workers: opt.Workers = None,
@@ -57,7 +57,7 @@ def lr_find(
     config = TrainConfig(
         model=model, dataset=dataset, data_dir=str(data_dir), epochs=1, batch_size=batch_size, lr=start_lr,
         optimizer=optimizer.value, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-        schedule="none", label_smoothing=label_smoothing, init=init.value, augment=augment, amp=amp,
+        schedule="none", label_smoothing=label_smoothing, init=init, augment=augment, amp=amp,
         workers=workers, limit=limit, seed=seed, device=device, memory_budget=memory_budget,
     )
     test = range_test(config, reporter, start_lr=start_lr, end_lr=end_lr, steps=steps)
