@@ -22,7 +22,7 @@ from cnnkit.errors import UsageError
 PARAMETER_FIELDS = {"mode": "finetune_mode"}  # parameter name -> TrainConfig field, where they differ
 USER_SOURCES = ("COMMANDLINE", "ENVIRONMENT")
 # What Trainer.fit writes into config.json beside the settings: facts of that run, not settings; read back, ignored.
-RUN_RECORD_KEYS = ("processes", "cpu_threads", "data")
+RUN_RECORD_KEYS = ("processes", "cpu_threads", "device_used", "data")
 LAYERS = ("recipe", "config", "command line")  # weakest first
 SUFFIXES = (".json", ".toml", ".yaml", ".yml")
 
