@@ -9,6 +9,7 @@ import typer
 
 from cnnkit.cli.app import app
 from cnnkit.cli.common import DataDirOption, JsonOption, QuietOption, Split, handle_errors, print_json
+from cnnkit.cli.common import CacheDirOption, CacheOption  # part H4
 
 
 @app.command(
@@ -26,6 +27,8 @@ def export_idx(
     grayscale: Annotated[bool, typer.Option("--grayscale", help="Convert colour images to grey (IDX3, readable by torchvision's MNIST).")] = False,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Write only the first N images of each split.", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the export already in --out, all of its IDX files (swapped in once the new one is complete).")] = False,
+    cache_dir: CacheDirOption = None,
+    cache: CacheOption = True,
     data_dir: DataDirOption = Path("data"),
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -40,7 +43,8 @@ def export_idx(
     splits = ["train", "test"] if split is Split.all else [split.value]
     if not force:  # refuse before spending time on decoding
         refuse_to_overwrite(out, splits)
-    data = load_dataset(dataset, data_dir, image_size=resize, reporter=reporter, on_missing=fetch_missing)
+    data = load_dataset(dataset, data_dir, image_size=resize, reporter=reporter, on_missing=fetch_missing,
+                        cache_dir=cache_dir, cache=cache)
     if split is Split.all:
         splits = [name for name in splits if name in data.splits]
 

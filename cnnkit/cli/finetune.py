@@ -11,6 +11,7 @@ import typer
 from cnnkit.cli import train_options as opt
 from cnnkit.cli.app import app
 from cnnkit.cli.common import DataDirOption, DeviceOption, JsonOption, QuietOption, SeedOption, handle_errors
+from cnnkit.cli.common import CacheDirOption, cache_dir_text  # part H4
 from cnnkit.cli.output import print_run_summary
 from cnnkit.cli.resume_options import refuse_fixed_options
 from cnnkit.engine.config import FINETUNE_MODES  # plain values: no torch
@@ -56,6 +57,8 @@ def finetune(
     workers: opt.Workers = None,
     limit: opt.Limit = None,
     memory_budget: opt.MemoryBudget = None,
+    val_limit: opt.ValLimit = None,
+    cache_dir: CacheDirOption = None,
     data_dir: DataDirOption = "data",
     device: DeviceOption = "auto",
     seed: SeedOption = 0,
@@ -87,6 +90,7 @@ def finetune(
             memory_budget=memory_budget if cache else "0",
             command="finetune", finetune_mode=mode.value, weights=str(weights.expanduser().resolve()) if weights else None,
             unfreeze_epochs=unfreeze_epochs, unfreeze_lr=unfreeze_lr,
+            val_limit=val_limit, cache_dir=cache_dir_text(cache_dir), cache=cache,
         )
         summary = start_training(resolve_finetune_config(config, epochs=epochs, head_epochs=head_epochs), reporter)
     if not (quiet or json_output):

@@ -9,6 +9,7 @@ import typer
 
 from cnnkit.cli.app import app
 from cnnkit.cli.common import DataDirOption, JsonOption, QuietOption, Split, handle_errors, print_json, stdout_console
+from cnnkit.cli.common import CacheDirOption, CacheOption  # part H4
 
 
 @app.command(
@@ -23,6 +24,8 @@ def inspect_dataset(
     verify: Annotated[bool, typer.Option("--verify", help="Decode every file of an image folder; list corrupt, truncated and non-image files (exit 1 if any).")] = False,
     show: Annotated[Optional[int], typer.Option("--show", min=1, max=256, help="Draw the first N images with their class names (needs --out).", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG file for --show.", show_default=False)] = None,
+    cache_dir: CacheDirOption = None,
+    cache: CacheOption = True,
     data_dir: DataDirOption = Path("data"),
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -52,7 +55,8 @@ def inspect_dataset(
         else:
             checked = verify_folder(root, workers, reporter)
     try:
-        data = load_dataset(spec, data_dir, workers=workers, reporter=reporter, on_missing=fetch_missing)
+        data = load_dataset(spec, data_dir, workers=workers, reporter=reporter, on_missing=fetch_missing,
+                            cache_dir=cache_dir, cache=cache)
     except CnnkitError:
         if checked is not None and not json_output:
             _print_verify(checked)

@@ -9,6 +9,7 @@ import typer
 from cnnkit.cli import train_options as opt
 from cnnkit.cli.app import app
 from cnnkit.cli.common import DataDirOption, DeviceOption, JsonOption, QuietOption, SeedOption, handle_errors
+from cnnkit.cli.common import CacheDirOption, CacheOption, cache_dir_text  # part H4
 from cnnkit.cli.output import print_run_summary
 from cnnkit.cli.resume_options import refuse_fixed_options
 
@@ -44,6 +45,9 @@ def train(
     workers: opt.Workers = None,
     limit: opt.Limit = None,
     memory_budget: opt.MemoryBudget = None,
+    val_limit: opt.ValLimit = None,
+    cache_dir: CacheDirOption = None,
+    cache: CacheOption = True,
     data_dir: DataDirOption = "data",
     device: DeviceOption = "auto",
     seed: SeedOption = 0,
@@ -70,6 +74,7 @@ def train(
             schedule=schedule.value, label_smoothing=label_smoothing, init=init.value, augment=augment,
             val_split=val_split, val_every=val_every, out=str(out), name=name, amp=amp, compile=compile, auto_batch=auto_batch,
             workers=workers, limit=limit, seed=seed, device=device, memory_budget=memory_budget,
+            val_limit=val_limit, cache_dir=cache_dir_text(cache_dir), cache=cache,
         )
         summary = start_training(config, reporter)
     print_run_summary(summary, json_output=json_output, quiet=quiet)

@@ -88,3 +88,7 @@ AutoBatch = Annotated[bool, typer.Option("--auto-batch", help="On a CUDA out-of-
 Workers = Annotated[Optional[int], typer.Option("--workers", min=0, max=MAX_WORKERS, help="Decode workers for folders.", show_default=False)]
 Limit = Annotated[Optional[int], typer.Option("--limit", min=1, help="Use only N training images, for quick trials.", show_default=False)]
 MemoryBudget = Annotated[Optional[str], typer.Option("--memory-budget", envvar="CNNKIT_MEMORY_BUDGET", callback=_byte_size, help="Largest decoded dataset held in memory, e.g. 4G (default: a quarter of RAM).", show_default=False)]
+
+
+# ---- real folders (part H4) ----------------------------------------------------------------------------------
+ValLimit = Annotated[Optional[int], typer.Option("--val-limit", min=1, help="Validate on at most this many images, drawn across classes (default: with --limit, the same share of the validation images).", show_default=False)]
