@@ -74,8 +74,15 @@ def prepare_data(cfg: TrainConfig, reporter: Reporter, image_size: int, resize_t
         workers=cfg.workers or None, reporter=reporter, on_missing=fetch_missing,
         cache_dir=cfg.cache_dir, cache=cfg.cache, decode=not (cfg.limit or cfg.val_limit),
     )
+    require_classes(dataset)  # before the notes: a dataset that cannot train fails with its error alone
     report_data_notes(dataset, reporter)
     return dataset
+
+
+def require_classes(dataset: Dataset) -> None:
+    if len(dataset.classes) < 2:
+        raise DataError(f"dataset {dataset.name} has {len(dataset.classes)} class ({', '.join(dataset.classes)}); "
+                        "a classifier needs at least two", "add a folder of images for each class")
 
 
 def report_data_notes(dataset: Dataset, reporter: Reporter, notes_from: int = 0, skipped_from: int = 0) -> None:
@@ -125,9 +132,7 @@ def training_splits(cfg: TrainConfig, dataset: Dataset, reporter: Reporter | Non
     --limit and --val-limit are applied here; a folder loaded undecoded (prepare_data) decodes only
     the images they chose, and only the `parts` asked for (evaluate --split val needs no train images).
     """
-    if len(dataset.classes) < 2:
-        raise DataError(f"dataset {dataset.name} has {len(dataset.classes)} class ({', '.join(dataset.classes)}); "
-                        "a classifier needs at least two", "add a folder of images for each class")
+    require_classes(dataset)
     train_split, val_split, val_source = train_val_splits(dataset, cfg.val_split, cfg.seed)
     if len(train_split) == 0:
         raise DataError(f"dataset {dataset.name} has {len(dataset.split('train'))} training image(s): none left "
