@@ -14,7 +14,9 @@ from cnnkit.cli.common import CacheDirOption, CacheOption
 # Beyond this many classes the confusion table is too wide for a terminal; JSON and the PNG still have it.
 MAX_TABLE_CLASSES = 20
 MAX_TOP_K = 1000  # ImageNet's class count
-MAX_WORST = 100  # a gallery of 20 rows of 5: past that it is too tall to draw or to read
+MAX_WORST = 100
+SPLIT_WORDS = {"all": "every image", "test": "the test split", "val": "the validation part held out in training",
+               "train": "the training part"}  # a gallery of 20 rows of 5: past that it is too tall to draw or to read
 
 
 @app.command(
@@ -102,7 +104,9 @@ def _print_report(doc: dict) -> None:
     from rich.text import Text
 
     console = stdout_console()  # markup off: class names and paths print as they are
-    summary = Table(title=f"{doc['model']} on {doc['dataset']} ({doc['split']} split)", show_header=False)
+    # The title says which part was scored and how many images, so a held-out 20% is never taken for the whole folder.
+    summary = Table(title=f"{doc['model']} on {doc['dataset']}: {SPLIT_WORDS[doc['split']]} ({doc['count']:,} images)",
+                    show_header=False)
     rows = [("checkpoint", doc["checkpoint"]), ("images", f"{doc['count']:,}"), ("accuracy", f"{doc['accuracy']:.2%}")]
     if shows_top_k(doc):
         rows.append((f"top-{doc['top_k']} accuracy", f"{doc['top_k_accuracy']:.2%}"))

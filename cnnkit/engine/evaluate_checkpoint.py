@@ -65,11 +65,6 @@ def pick_split(dataset: Dataset, name: str, config) -> Split:
     return val if name == "val" else train
 
 
-def describe_split(name: str) -> str:
-    return {"all": "every image", "val": "the validation part (held out in training)", "test": "the test split",
-            "train": "the training part"}[name]
-
-
 def _listing(classes: list[str]) -> str:
     # Names as they are, unquoted. The error line is printed as plain text, not rich markup, so a
     # class name with square brackets in it shows unchanged.
@@ -156,9 +151,6 @@ def evaluate_checkpoint(
     for note in loaded.notes:
         reporter.note(f"note: {note}")
     reporter.skipped(loaded.skipped)
-    if split is None:  # say which part was scored, so a hidden 20% is never mistaken for the whole folder
-        reporter.note(f"note: evaluating on {describe_split(split_name)} of {loaded.name} "
-                      f"({len(chosen):,} images); --split picks another")
 
     model = model_from_checkpoint(checkpoint).to(torch_device)
     transform = transform_from_checkpoint(checkpoint, torch_device)
