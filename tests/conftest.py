@@ -169,3 +169,11 @@ def server():
 def data_dir(tmp_path) -> Path:
     """An empty data root for a download test."""
     return tmp_path / "data"
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path_factory, monkeypatch) -> Path:
+    """Each test's own CNNKIT_CACHE, where decoded folders and features go: never ~/.cache, never beside the data."""
+    path = tmp_path_factory.mktemp("cache") / "cnnkit"
+    monkeypatch.setenv("CNNKIT_CACHE", str(path))
+    return path

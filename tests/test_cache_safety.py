@@ -1,4 +1,4 @@
-"""The decoded-image cache beside a folder: never stale, never trusted blindly, never piling up.
+"""The decoded-image cache of a folder: never stale, never trusted blindly, never piling up.
 
 Every case is a real folder of image files and the real cache file cnnkit wrote,
 then changed the way a user (or an attacker with write access to the folder)
@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnkit.data.folder import CACHE_DIR
+from cnnkit.data.cache import cache_root
 from cnnkit.data.resolve import load_dataset
 
 from conftest import run_cnnkit
@@ -33,7 +33,8 @@ def _folder(root: Path, per_class: int = 4, side: int = 16) -> Path:
 
 
 def _caches(root: Path) -> list[Path]:
-    return sorted((root / CACHE_DIR).glob("decoded-*.pt"))
+    """The decode caches in the cache directory (the test's own CNNKIT_CACHE, see conftest.py)."""
+    return sorted(cache_root().glob("decoded-*.pt"))
 
 
 def _pixels(root: Path) -> torch.Tensor:
@@ -95,7 +96,7 @@ def test_a_new_cache_replaces_its_old_generations_and_stale_temporaries(tmp_path
     root = _folder(tmp_path / "ds")
     _pixels(root)
     (first,) = _caches(root)
-    cache_dir = root / CACHE_DIR
+    cache_dir = cache_root()
     legacy = cache_dir / "decoded-0123456789abcdef0123.pt"  # the key format before content sampling
     legacy.write_bytes(first.read_bytes())
     stale = cache_dir / f".{first.name}.abc123.tmp"  # left by a run that was killed while writing

@@ -39,9 +39,9 @@ def test_image_folder_with_train_and_test(cifar_folder):
     assert isinstance(ds.splits["train"], TensorSplit)
 
 
-def test_decoded_folder_is_cached_beside_the_data(cifar_folder):
+def test_decoded_folder_is_cached_in_the_cache_directory(cifar_folder, cache_dir):
     first = load_dataset(str(cifar_folder)).splits["train"]
-    caches = list((cifar_folder / ".cnnkit-cache").glob("decoded-*.pt"))
+    caches = list(cache_dir.glob("decoded-*.pt"))
     assert len(caches) == 2  # train and test
     again = load_dataset(str(cifar_folder)).splits["train"]
     assert torch.equal(first.images, again.images)
@@ -52,9 +52,9 @@ def test_decoded_folder_is_cached_beside_the_data(cifar_folder):
     assert not torch.equal(first.images, changed.images)
 
 
-def test_a_damaged_cache_is_decoded_again_not_trusted(cifar_folder):
+def test_a_damaged_cache_is_decoded_again_not_trusted(cifar_folder, cache_dir):
     first = load_dataset(str(cifar_folder)).splits["train"]
-    cache = max((cifar_folder / ".cnnkit-cache").glob("decoded-*.pt"), key=lambda c: c.stat().st_size)  # train's
+    cache = max(cache_dir.glob("decoded-*.pt"), key=lambda c: c.stat().st_size)  # train's
     write_bad_checkpoint(cache, cache, "bit-flip")  # one pixel byte: torch.load alone would return it
     assert not torch.equal(torch.load(cache, weights_only=True)["images"], first.images)
     again = load_dataset(str(cifar_folder)).splits["train"]

@@ -27,7 +27,8 @@ from conftest import run_cnnkit
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
 
 # A constant learning rate, so a run resumed with a larger --epochs follows the same schedule.
-TRAIN = ["train", "mlp", "--limit", "4000", "--schedule", "none", "--lr", "0.001", "--augment", "flip"]
+# --val-limit 2000: the whole test split, which --limit alone would shrink in proportion (to 1000)
+TRAIN = ["train", "mlp", "--limit", "4000", "--val-limit", "2000", "--schedule", "none", "--lr", "0.001", "--augment", "flip"]
 
 
 def free_port() -> int:

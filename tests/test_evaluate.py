@@ -20,8 +20,11 @@ from conftest import DATA, assert_clean_failure, run_cnnkit, write_digits_idx
 
 @pytest.fixture(scope="module")
 def mnist_run(tiny_run) -> Path:
-    """Digits, validated on a seeded 5% of mnist-sample's train split (400 images: quick to evaluate)."""
-    return tiny_run("multilayer-cnn", limit=600, seed=7)
+    """Digits, validated on a seeded 5% of mnist-sample's train split (400 images: quick to evaluate).
+
+    --val-limit 400 keeps all 400: with --limit alone validation shrinks in proportion (to 32).
+    """
+    return tiny_run("multilayer-cnn", limit=600, seed=7, val_limit=400)
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +131,10 @@ def test_dataset_with_other_classes_is_an_error_naming_both(cli, mnist_run, cifa
 
 def test_other_dataset_with_the_same_classes_and_missing_split(cli, cifar_run, cifar_copy):
     doc = evaluate_json(cli, cifar_run, "--dataset", cifar_copy / "test")  # class folders directly: no test split
-    assert doc["split"] == "val" and doc["dataset"] == str((cifar_copy / "test").resolve())
+    # A separate folder is scored whole (issue 16), not a hidden 20% "val" part of it.
+    assert (doc["split"], doc["count"]) == ("all", 100) and doc["dataset"] == str((cifar_copy / "test").resolve())
     code, _, err = cli("evaluate", cifar_run, "--dataset", cifar_copy / "test", "--split", "test")
-    assert "no 'test' split" in assert_clean_failure(code, err)[0]
+    assert "no test split" in assert_clean_failure(code, err)[0]
 
 
 @pytest.mark.parametrize("make", ["missing", "garbage", "empty_dir"])
@@ -186,7 +190,7 @@ def test_shell_pipeline_from_the_issue(tmp_path):
     accuracy, *csv_lines = done.stdout.splitlines()
     assert 0.0 <= float(accuracy) <= 1.0
     rows = list(csv.DictReader(io.StringIO("\n".join(csv_lines))))
-    assert len(rows) == 3 * 5 and {Path(r["path"]).name for r in rows} == {"0.png", "1.png", "2.png"}
+    assert len(rows) == 3 and {Path(r["path"]).name for r in rows} == {"0.png", "1.png", "2.png"}  # the top class each
 
 
 def test_streamed_folder_with_a_corrupt_file_maps_mistakes_to_their_files(cifar_run, cifar_folder):
@@ -207,3 +211,35 @@ def test_streamed_folder_with_a_corrupt_file_maps_mistakes_to_their_files(cifar_
         path = Path(mistake["path"])
         assert path.parent.name == mistake["true"] != mistake["predicted"]
         assert torch.equal(mistake["image"], load_image(path, 3, (32, 32)))
+
+
+# ---- real folders (part H4): the gallery's path, --quiet, top-k on few classes ---------------------------------
+@pytest.fixture(scope="module")
+def pets_run(tiny_run) -> Path:
+    """Two classes (Cat, Dog), 20 photos held out."""
+    return tiny_run("perceptron", dataset=DATA / "pets-sample", limit=None, val_split=None)
+
+
+def test_misclassified_png_path_is_the_gallery_itself(cli, pets_run, tmp_path):
+    target = tmp_path / "x.png"
+    code, out, err = cli("evaluate", pets_run, "--misclassified", target, "--json", "--device", "cpu")
+    assert code == 0, err
+    assert json.loads(out)["misclassified_png"] == str(target) and target.is_file()
+    code, _, err = cli("evaluate", pets_run, "--misclassified", tmp_path / "x.jpg", "--device", "cpu")
+    assert "x.png" in assert_clean_failure(code, err, expected_code=2)[1]
+    assert not (tmp_path / "x.jpg").exists()
+
+
+def test_quiet_prints_only_the_headline(cli, pets_run):
+    code, out, err = cli("evaluate", pets_run, "--quiet", "--device", "cpu")
+    assert code == 0, err
+    assert len(out.splitlines()) == 1 and out.startswith("accuracy ") and "on 20 images (val split)" in out
+    assert err == ""
+
+
+def test_top_k_is_shown_only_below_the_class_count(cli, pets_run):
+    code, out, err = cli("evaluate", pets_run, "--device", "cpu")
+    assert code == 0, err
+    assert "top-5" not in out and "top-2" not in out  # 2 classes: every image is in its top 2
+    code, out, err = cli("evaluate", pets_run, "--quiet", "--top-k", "1", "--device", "cpu")
+    assert "top-1" in out

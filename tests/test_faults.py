@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from cnnkit.data.cache import cache_root
 from cnnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from cnnkit.engine.config import TrainConfig
 from cnnkit.reporting import Reporter
@@ -321,7 +322,7 @@ def test_ctrl_c_during_feature_extraction_exits_130_and_leaves_no_half_cache(pet
          "--dataset", str(pets_folder), "--out", str(tmp_path / "runs"), "--batch-size", "8"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
     )
-    cache = pets_folder / ".cnnkit-cache"
+    cache = cache_root()
     deadline = time.monotonic() + 120
     # The decoded images are cached first; the backbone runs over them next: interrupt it then.
     while not list(cache.glob("decoded-*.pt")) and process.poll() is None and time.monotonic() < deadline:

@@ -207,12 +207,12 @@ def test_old_style_finetune_checkpoint_resumes_as_finetune(tiny_pets, resnet_wei
 
 
 # ---- features mode -------------------------------------------------------------------
-def test_features_mode_caches_features_and_writes_a_full_checkpoint(tiny_pets, resnet_in_hub, tmp_path, cli):
+def test_features_mode_caches_features_and_writes_a_full_checkpoint(tiny_pets, resnet_in_hub, tmp_path, cli, cache_dir):
     args = ["finetune", "resnet", "--dataset", tiny_pets, "--mode", "features", "--head-epochs", "2",
             "--lr", "0.01", "--out", tmp_path / "runs"]
     code, stdout, stderr = cli(*args, "--json")
     assert code == 0, stderr
-    [cache] = list((tiny_pets / ".cnnkit-cache").glob("features-*.pt"))
+    [cache] = list(cache_dir.glob("features-*.pt"))
     summary = json.loads(stdout)
     assert summary["mode"] == "features" and summary["epochs"] == 2
     assert [p["name"] for p in summary["phases"]] == ["features"]

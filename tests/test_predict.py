@@ -333,3 +333,25 @@ def test_misspelt_pretrained_name_suggests_the_close_match(cli, tmp_path):
     error, hint = assert_clean_failure(code, err)
     assert error.startswith("error: --model resnet81")
     assert hint.startswith("hint: did you mean resnet18")
+
+
+# ---- real folders (part H4): one CSV row per image by default, progress on stderr --------------------------------
+def test_csv_gives_the_top_class_only_unless_top_k_is_given(cli, mnist_run, tmp_path):
+    for i in range(3):
+        Image.fromarray(digit(200 + i)).save(tmp_path / f"{i}.png")
+    code, out, err = cli("predict", tmp_path, "--model", mnist_run, "--csv")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 3 and {r["rank"] for r in rows} == {"1"}
+    code, out, err = cli("predict", tmp_path, "--model", mnist_run, "--csv", "--top-k", "2")
+    assert len(list(csv.DictReader(io.StringIO(out)))) == 6
+
+
+def test_a_large_folder_shows_progress_lines_on_stderr_in_a_log(cli, mnist_run):
+    folder = DATA / "cifar10-sample" / "test"  # 100 photos: read in place; stderr is no terminal here, as in a log
+    code, out, err = cli("predict", folder, "--model", mnist_run, "--csv", "--batch-size", "10")
+    assert code == 0, err
+    progress = [line for line in err.splitlines() if line.startswith("predicted ")]
+    assert [line.split(" images")[0] for line in progress] == [
+        "predicted 25 of 100", "predicted 50 of 100", "predicted 75 of 100", "predicted 100 of 100"]
+    assert len(list(csv.DictReader(io.StringIO(out)))) == 100  # stdout holds the CSV alone

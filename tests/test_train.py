@@ -114,7 +114,8 @@ def test_old_style_checkpoint_evaluates_and_resumes(cli, tmp_path):
     run = tmp_path / cli("train", "mlp", "--epochs", "1", *QUICK, "--quiet")[1].strip()
     make_old_style(run / "last.pt")
     assert "mode" in load(run / "last.pt")["train"]["config"]
-    code, out, err = cli("evaluate", run / "last.pt", "--json")
+    # --split val: training validated on a --limit'ed share of the test split, which --split val draws again
+    code, out, err = cli("evaluate", run / "last.pt", "--split", "val", "--json")
     assert code == 0, err
     assert json.loads(out)["accuracy"] == pytest.approx(load(run / "last.pt")["train"]["history"][-1]["val_acc"])
     code, out, err = cli("train", "--resume", run, "--epochs", "2", "--json")

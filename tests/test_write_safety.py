@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cnnkit.data.cache import cache_root
 from conftest import assert_clean_failure, digests, write_digits_idx
 from hostile import picture
 
@@ -131,7 +132,7 @@ def _new_run_figures_caches_and_exports(cli, tmp_path: Path, precious: Path, uma
     run = Path(out.strip().splitlines()[-1])
     for name in RUN_FILES:
         assert_new_regular_file(run / name, umask)
-    caches = list((photos / ".cnnkit-cache").glob("decoded-*.pt"))
+    caches = list(cache_root().glob("decoded-*.pt"))
     assert caches, "no decode cache was written"
     for cache in caches:
         assert_new_regular_file(cache, umask)

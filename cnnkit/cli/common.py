@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 from enum import Enum
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
@@ -222,3 +222,15 @@ class Split(str, Enum):
     val = "val"  # training's validation split
     test = "test"
     all = "all"  # every split the dataset has
+
+
+# ---- the cache directory (part H4): every command that decodes image folders takes both --------------------
+CacheDirOption = Annotated[
+    Optional[Path],
+    typer.Option("--cache-dir", help="Where decoded folders are cached; default: $CNNKIT_CACHE, else "
+                 "$XDG_CACHE_HOME/cnnkit or ~/.cache/cnnkit (total kept under $CNNKIT_CACHE_SIZE, default 10G).",
+                 show_default=False),
+]
+CacheOption = Annotated[
+    bool, typer.Option("--cache/--no-cache", help="Read and write the decode cache (--no-cache: decode every time).")
+]

@@ -8,7 +8,9 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from cnnkit.cli.app import app
-from cnnkit.cli.common import DataDirOption, JsonOption, QuietOption, SeedOption, Split, handle_errors, print_json
+from cnnkit.cli.common import (
+    CacheDirOption, CacheOption, DataDirOption, JsonOption, QuietOption, SeedOption, Split, handle_errors, print_json,
+)
 
 
 @app.command(
@@ -27,6 +29,8 @@ def export_idx(
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Write only N images of each split, taken across the classes in a random order (--seed).", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the export already in --out, all of its IDX files (swapped in once the new one is complete).")] = False,
     seed: SeedOption = 0,
+    cache_dir: CacheDirOption = None,
+    cache: CacheOption = True,
     data_dir: DataDirOption = Path("data"),
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -41,7 +45,8 @@ def export_idx(
     splits = ["train", "test"] if split is Split.all else [split.value]
     if not force:  # refuse before spending time on decoding
         refuse_to_overwrite(out, splits)
-    data = load_dataset(dataset, data_dir, image_size=resize, reporter=reporter, on_missing=fetch_missing)
+    data = load_dataset(dataset, data_dir, image_size=resize, reporter=reporter, on_missing=fetch_missing,
+                        cache_dir=cache_dir, cache=cache)
     if split is Split.all:
         splits = [name for name in splits if name in data.splits]
 

@@ -11,6 +11,7 @@ import typer
 from cnnkit.cli import train_options as opt
 from cnnkit.cli.app import app
 from cnnkit.cli.common import DataDirOption, DeviceOption, JsonOption, QuietOption, SeedOption, handle_errors
+from cnnkit.cli.common import CacheDirOption
 from cnnkit.cli.output import print_run_summary
 from cnnkit.cli.resume_options import refuse_fixed_options
 from cnnkit.engine.config import FINETUNE_MODES  # plain values: no torch
@@ -63,6 +64,8 @@ def finetune(
     balance: opt.Balance = None,
     patience: opt.Patience = None,
     tensorboard: opt.Tensorboard = False,
+    val_limit: opt.ValLimit = None,
+    cache_dir: CacheDirOption = None,
     data_dir: DataDirOption = "data",
     device: DeviceOption = "auto",
     seed: SeedOption = 0,

@@ -9,6 +9,7 @@ import typer
 
 from cnnkit.cli.app import app
 from cnnkit.cli.common import DataDirOption, JsonOption, QuietOption, Split, handle_errors, print_json, stdout_console
+from cnnkit.cli.common import CacheDirOption, CacheOption  # part H4
 
 
 @app.command(
@@ -25,6 +26,8 @@ def inspect_dataset(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG file for --show.", show_default=False)] = None,
     augment: Annotated[Optional[str], typer.Option("--augment", help="Draw the --show images augmented as training would (train's --augment syntax, e.g. rotate:15,flip:0.5), seeded by --seed.", show_default=False)] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed for --augment's draws.")] = 0,
+    cache_dir: CacheDirOption = None,
+    cache: CacheOption = True,
     data_dir: DataDirOption = Path("data"),
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -61,7 +64,8 @@ def inspect_dataset(
         else:
             checked = verify_folder(root, workers, reporter)
     try:
-        data = load_dataset(spec, data_dir, workers=workers, reporter=reporter, on_missing=fetch_missing)
+        data = load_dataset(spec, data_dir, workers=workers, reporter=reporter, on_missing=fetch_missing,
+                            cache_dir=cache_dir, cache=cache)
     except CnnkitError:
         if checked is not None and not json_output:
             _print_verify(checked)

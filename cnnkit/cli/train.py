@@ -9,6 +9,7 @@ import typer
 from cnnkit.cli import train_options as opt
 from cnnkit.cli.app import app
 from cnnkit.cli.common import DataDirOption, DeviceOption, JsonOption, QuietOption, SeedOption, handle_errors
+from cnnkit.cli.common import CacheDirOption, CacheOption
 from cnnkit.cli.output import print_run_summary
 from cnnkit.cli.resume_options import refuse_fixed_options
 
@@ -53,6 +54,9 @@ def train(
     balance: opt.Balance = None,
     patience: opt.Patience = None,
     tensorboard: opt.Tensorboard = False,
+    val_limit: opt.ValLimit = None,
+    cache_dir: CacheDirOption = None,
+    cache: CacheOption = True,
     data_dir: DataDirOption = "data",
     device: DeviceOption = "auto",
     seed: SeedOption = 0,

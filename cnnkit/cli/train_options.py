@@ -135,3 +135,5 @@ class BalanceName(str, Enum):
 Balance = Annotated[Optional[BalanceName], typer.Option("--balance", case_sensitive=False, help="For imbalanced classes: sampler draws each epoch with class-balanced weights; loss weights the loss by class instead.", show_default=False)]
 Patience = Annotated[Optional[int], typer.Option("--patience", min=1, help="Stop early after N epochs without a higher validation accuracy (best.pt keeps the best).", show_default=False)]
 Tensorboard = Annotated[bool, typer.Option("--tensorboard", help="Also write TensorBoard event files to RUN/tb/ (needs cnnkit[tensorboard]).")]
+# ---- real folders (part H4) ----------------------------------------------------------------------------------
+ValLimit = Annotated[Optional[int], typer.Option("--val-limit", min=1, help="Validate on at most this many images, drawn across classes (default: with --limit, the same share of the validation images).", show_default=False)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 from pathlib import Path
 
 import torch
@@ -57,6 +58,9 @@ class Dataset:
     # directories); None for catalog tensors, whose files torchvision checks by MD5.
     fingerprint: str | None = None
     root: Path | None = None  # the directory the dataset's files are in (folders, IDX); None for catalog tensors
+    # Set when a folder was loaded with decode=False: {name: FileSplit} -> {name: Split}, decoding (through the
+    # cache) only the files chosen, so --limit 2000 on 25,000 photos decodes 2,000 and not 25,000.
+    decoder: Callable[[dict], dict] | None = field(default=None, repr=False)
 
     @classmethod
     def of_tensors(cls, spec, splits: dict[str, TensorSplit], classes: list[str]) -> "Dataset":
@@ -78,6 +82,19 @@ class Dataset:
                 "use --split with one of those",
             )
         return self.splits[name]
+
+
+def every_image(dataset: Dataset) -> Split:
+    """All of the dataset's splits as one (evaluate --split all): train's images, then test's."""
+    splits = list(dataset.splits.values())
+    if len(splits) == 1:
+        return splits[0]
+    labels = torch.cat([s.labels for s in splits])
+    if all(isinstance(s, TensorSplit) for s in splits):
+        return TensorSplit(torch.cat([s.images for s in splits]), labels)
+    if all(isinstance(s, FileSplit) for s in splits):
+        return FileSplit([f for s in splits for f in s.files], labels, splits[0].resize_to)
+    raise TypeError("the splits of one dataset are all held in memory or all streamed")
 
 
 def validation_indices(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

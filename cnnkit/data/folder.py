@@ -1,4 +1,4 @@
-"""ImageFolder directories: scan, decode once in parallel, cache the tensor beside the data."""
+"""ImageFolder directories: scan, decode once in parallel, cache the tensor in the cache directory (data/cache.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from cnnkit.errors import DataError
 from cnnkit.fileio import load_cache
 from cnnkit.reporting import QUIET, Reporter
 
-CACHE_DIR = ".cnnkit-cache"
+CACHE_DIR = ".cnnkit-cache"  # where caches were written before data/cache.py: beside the data, never again
 CACHE_VERSION = 2  # 2: content-sampled keys, names decoded-<group>-<key>.pt
 
 
@@ -108,10 +108,13 @@ def _file_signature(path: Path) -> bytes:
     return os.fsencode(path) + f"|{stat.st_size}|{stat.st_mtime_ns}|".encode() + sample + b"\n"
 
 
-def _cache_group(files: list[Path], channels: int, size: tuple[int, int], resize_to: int | None) -> str:
-    """What a cache is of (one split's folder, decoded to one size): generations of it replace each other."""
+def _cache_group(files: list[Path], channels: int, size: tuple[int, int], resize_to: int | None,
+                 role: str = "") -> str:
+    """What a cache is of (one split's folder, or one chosen part of it, decoded to one size): generations of
+    it replace each other. `role` tells apart the parts --limit chooses from one folder (train, val)."""
     folder = os.path.commonpath([os.fsencode(p.parent) for p in files]) if files else b""
-    digest = hashlib.sha256(f"{CACHE_VERSION}|{channels}|{size}|{resize_to}|".encode() + folder)
+    suffix = f"|{role}".encode() if role else b""
+    digest = hashlib.sha256(f"{CACHE_VERSION}|{channels}|{size}|{resize_to}|".encode() + folder + suffix)
     return digest.hexdigest()[:12]
 
 
@@ -155,7 +158,7 @@ def decode_files(
 
 
 def load_folder_split(
-    root: Path,
+    label: str,
     files: list[Path],
     labels: list[int],
     channels: int,
@@ -164,18 +167,32 @@ def load_folder_split(
     in_memory: bool,
     workers: int,
     reporter: Reporter = QUIET,
+    cache_dir: Path | None = None,
+    role: str = "",
+    on_cached: Callable[[int, int], None] | None = None,
 ) -> tuple[TensorSplit | FileSplit, list[tuple[str, str]], bool]:
-    """A split held in memory (decoded or from the cache) or streamed. Returns (split, skipped, from_cache)."""
+    """A split held in memory (decoded, or from the cache in `cache_dir`; None: no cache) or streamed.
+
+    Returns (split, skipped, from_cache). `label` names the split in the progress bar; a new cache
+    written is told to `on_cached(images, bytes)`, so the caller can say once what all its splits took.
+    """
     if not in_memory:
         return FileSplit(list(files), torch.tensor(labels, dtype=torch.long), resize_to), [], False
-    group = _cache_group(files, channels, size, resize_to)
-    cache = root / CACHE_DIR / f"decoded-{group}-{_cache_key(files, channels, size, resize_to, workers)}.pt"
-    cached = _valid_cache(load_cache(cache), files, labels, channels, size)  # None: decode again, never trust it
-    if cached is not None:
-        return cached[0], cached[1], True
-    with reporter.task(f"decoding {root.name}", len(files)) as advance:
+    cache = None
+    if cache_dir is not None:
+        group = _cache_group(files, channels, size, resize_to, role)
+        cache = cache_dir / f"decoded-{group}-{_cache_key(files, channels, size, resize_to, workers)}.pt"
+        cached = _valid_cache(load_cache(cache), files, labels, channels, size)  # None: decode again, never trust it
+        if cached is not None:
+            from cnnkit.data.cache import touch
+
+            touch(cache)
+            return cached[0], cached[1], True
+    with reporter.task(f"decoding {label}", len(files)) as advance:
         split, skipped = decode_files(files, labels, channels, size, resize_to, workers, advance)
-    _write_cache(cache, group, split, skipped)
+    written = cache is not None and _write_cache(cache, group, split, skipped)
+    if written and on_cached is not None:
+        on_cached(len(split), cache.stat().st_size)
     return split, skipped, False
 
 
@@ -204,15 +221,19 @@ def _valid_cache(saved, files: list[Path], labels: list[int], channels: int, siz
     return TensorSplit(images.contiguous(), cached_labels), sorted(skipped)
 
 
-def _write_cache(cache: Path, group: str, split: TensorSplit, skipped: list) -> None:
+def _write_cache(cache: Path, group: str, split: TensorSplit, skipped: list) -> bool:
+    """Write the cache atomically, then drop its old generations and keep the cache directory under budget."""
+    from cnnkit.data.cache import evict
     from cnnkit.fileio import atomic_torch_save
 
     try:
         payload = {"images": split.images, "labels": split.labels, "skipped": [list(s) for s in skipped]}
         atomic_torch_save(cache, payload)
     except OSError:
-        return  # a read-only dataset still trains; it just decodes again next time
+        return False  # a full or read-only cache directory: the run goes on, it decodes again next time
     _remove_old_caches(cache, group)
+    evict(cache.parent, keep=cache)
+    return True
 
 
 def _remove_old_caches(current: Path, group: str) -> None:

@@ -23,6 +23,9 @@ def load_dataset(
     reporter: Reporter = QUIET,
     max_side: int | None = None,
     on_missing: Callable | None = None,
+    cache_dir: str | Path | None = None,
+    cache: bool = True,
+    decode: bool = True,
 ) -> Dataset:
     """Parse the spec and let its format load it; the options are described on LoadOptions.
 
@@ -31,5 +34,5 @@ def load_dataset(
     """
     parsed = parse_spec(spec)
     options = LoadOptions(Path(data_dir), image_size, channels, resize_to, budget, workers, reporter, max_side,
-                          on_missing)
+                          on_missing, None if cache_dir is None else str(cache_dir), cache, decode)
     return get_format(parsed.kind).load(parsed, options)

@@ -49,6 +49,7 @@ class LoadOptions:
     (training passes the model's input size; export-idx and inspect keep the images as
     they are). `on_missing(entry, data_dir)` is called when a catalog dataset is not in
     the data root and may install it; without it a missing dataset raises DatasetMissing.
+    `cache_dir`, `cache` and `decode` are described where they are declared.
     """
 
     data_dir: Path = Path("data")
@@ -60,6 +61,9 @@ class LoadOptions:
     reporter: Reporter = QUIET
     max_side: int | None = None
     on_missing: Callable | None = None
+    cache_dir: str | None = None  # None: CNNKIT_CACHE, else the XDG cache (cnnkit.data.cache.cache_root)
+    cache: bool = True  # False (--no-cache): decode every time, read and write no cache
+    decode: bool = True  # False: folders come back as FileSplits and Dataset.decoder decodes the chosen parts
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnkit.data.dataset import Dataset, FileSplit, Split, check_same_files, train_val_splits
+from cnnkit.data.dataset import Dataset, FileSplit, Split, check_same_files, every_image
 from cnnkit.engine.evaluation import EvalResult
 from cnnkit.errors import DataError
 from cnnkit.reporting import QUIET, Reporter
 
-SPLITS = ("test", "val", "train")
+SPLITS = ("test", "val", "train", "all")
 MAX_LISTED_CLASSES = 20
 
 
@@ -33,19 +33,35 @@ class Evaluation:
         return list(self.checkpoint["data"]["classes"])
 
 
-def default_split(dataset: Dataset) -> str:
-    """The dataset's own test split when it has one, else training's held-out validation part."""
-    return "test" if "test" in dataset.splits else "val"
+def default_split(dataset: Dataset, trained_on: bool = True) -> str:
+    """The dataset's own test split when it has one; else, on the dataset trained on, training's held-out
+    validation part, and on any other folder every image (a separate test folder is scored whole, as
+    Keras' evaluate and Ultralytics' val score the folder they are given)."""
+    if "test" in dataset.splits:
+        return "test"
+    return "val" if trained_on else "all"
 
 
-def pick_split(dataset: Dataset, name: str, val_split: float | None, seed: int) -> Split:
+def pick_split(dataset: Dataset, name: str, config) -> Split:
+    """The split to score; `config` (the run's TrainConfig) draws val and train as training did."""
+    from cnnkit.engine.setup import training_splits
+    from cnnkit.errors import UsageError
+
     if name not in SPLITS:
-        from cnnkit.errors import UsageError
-
         raise UsageError(f"unknown split '{name}'", f"use one of {', '.join(SPLITS)}")
+    if name == "all":
+        if dataset.decoder is not None:
+            dataset.splits = dataset.decoder(dataset.splits)
+        return every_image(dataset)
     if name == "test":
-        return dataset.split("test")
-    train, val, _ = train_val_splits(dataset, val_split, seed)
+        if "test" not in dataset.splits:
+            raise DataError(f"dataset '{dataset.spec}' has no test split: it is one set of class folders, "
+                            "with no test/ folder beside a train/ one",
+                            "use --split all to score every image in it, or --split val for training's held-out part")
+        if dataset.decoder is not None:
+            dataset.splits.update(dataset.decoder({"test": dataset.splits["test"]}))
+        return dataset.splits["test"]
+    train, val, _ = training_splits(config, dataset, parts=(name,))
     return val if name == "val" else train
 
 
@@ -65,7 +81,8 @@ def check_classes(dataset: Dataset, checkpoint_classes: list[str]) -> None:
         )
 
 
-def _load_evaluation_dataset(data: dict, spec: str | None, data_dir: str | Path | None, workers, budget, reporter):
+def _load_evaluation_dataset(data: dict, spec: str | None, data_dir: str | Path | None, workers, budget, reporter,
+                             cache_dir=None, cache: bool = True, decode: bool = True):
     from cnnkit.data.resolve import load_dataset
     from cnnkit.data.parse import parse_recorded_spec, parse_spec
     from cnnkit.hub.install import fetch_missing
@@ -77,7 +94,7 @@ def _load_evaluation_dataset(data: dict, spec: str | None, data_dir: str | Path 
         spec, data_dir if data_dir is not None else data.get("data_dir", "data"),
         image_size=int(data["size"][0]), channels=int(data["channels"]), resize_to=data.get("resize_to"),
         max_side=int(data["size"][0]), workers=workers, budget=budget, reporter=reporter,
-        on_missing=fetch_missing,
+        on_missing=fetch_missing, cache_dir=cache_dir, cache=cache, decode=decode,
     )
 
 
@@ -94,10 +111,14 @@ def evaluate_checkpoint(
     budget: int | None = None,
     keep_predictions: bool = True,
     reporter: Reporter = QUIET,
+    cache_dir: str | Path | None = None,
+    cache: bool = True,
 ) -> Evaluation:
     """Load a checkpoint (a run directory means its best.pt) and evaluate it on one split.
 
     `budget` (bytes) is the memory budget for decoded folders; past it they stream from disk.
+    `cache_dir` and `cache` choose the decode cache (cnnkit.data.cache); cache=False decodes afresh.
+    Only the split scored is decoded.
     """
     from cnnkit.data.batches import make_batches
     from cnnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint, transform_from_checkpoint
@@ -113,19 +134,23 @@ def evaluate_checkpoint(
     checkpoint = load_checkpoint(target)
     data = checkpoint["data"]
     torch_device = resolve_device(device)
-    loaded = _load_evaluation_dataset(data, dataset, data_dir, workers, budget, reporter)
+    config = recorded_config(checkpoint)
+    # A run with --limit or --val-limit drew its images from the undecoded file list (engine/setup.py
+    # prepare_data): its val split is redrawn the same way, and only what is scored is decoded.
+    loaded = _load_evaluation_dataset(data, dataset, data_dir, workers, budget, reporter, cache_dir, cache,
+                                      decode=not (config.limit or config.val_limit))
+    check_classes(loaded, data["classes"])
+    trained_on = loaded.spec == data.get("spec")
+    split_name = split or default_split(loaded, trained_on)
+    # val and train are drawn from the train files by seed: only the same files give the same split.
+    # (Another dataset's val is not training's held-out part whatever its files, so only the own one is checked.)
+    if split_name in ("val", "train") and trained_on:
+        check_same_files(data, loaded.fingerprint, loaded.spec, f"--split {split_name}",
+                         "evaluate with --split test, or on a separate test folder (--dataset DIR --split all)")
+    chosen = pick_split(loaded, split_name, config)
     for note in loaded.notes:
         reporter.note(f"note: {note}")
     reporter.skipped(loaded.skipped)
-    check_classes(loaded, data["classes"])
-    split_name = split or default_split(loaded)
-    # val and train are drawn from the train files by seed: only the same files give the same split.
-    # (Another dataset's val is not training's held-out part whatever its files, so only the own one is checked.)
-    if split_name in ("val", "train") and loaded.spec == data.get("spec"):
-        check_same_files(data, loaded.fingerprint, loaded.spec, f"--split {split_name}",
-                         "evaluate with --split test, or on a separate test folder (--dataset DIR --split test)")
-    config = recorded_config(checkpoint)
-    chosen = pick_split(loaded, split_name, config.val_split, config.seed)
 
     model = model_from_checkpoint(checkpoint).to(torch_device)
     transform = transform_from_checkpoint(checkpoint, torch_device)

@@ -15,7 +15,6 @@ from pathlib import Path
 from torch import nn
 
 from cnnkit.data.batches import make_batches
-from cnnkit.data.folder import CACHE_DIR
 from cnnkit.data.memory import parse_bytes
 from cnnkit.engine.config import FINETUNE_MODES, TrainConfig, default_amp, eval_batch_size, loader_workers
 from cnnkit.engine.distributed import World
@@ -187,11 +186,11 @@ class CachedFeatures(NewHead):
         """[(features, skipped)] for train and validation: computed once, then read from the cache."""
         cfg = self.cfg
         amp = default_amp(cfg.amp, device)
-        use_cache = not (cfg.memory_budget and parse_bytes(cfg.memory_budget) == 0)  # --no-cache
+        use_cache = cfg.cache and not (cfg.memory_budget and parse_bytes(cfg.memory_budget) == 0)  # --no-cache
         preprocessing = {"mean": self.mean, "std": self.std, "crop": self.crop, "resize": self.resize,
                          "size": list(dataset.size)}
         key = feature_cache_key(cfg.model, self.weights, preprocessing, *splits, amp)
-        cache = _feature_cache_dir(cfg, dataset) / f"features-{key}.pt"
+        cache = _feature_cache_dir(cfg, dataset) / f"features-{key}.pt" if use_cache else None
         cached = load_cached_features(cache) if use_cache else None
         if cached is not None:
             reporter.note(f"features: reusing {cache}")
@@ -203,7 +202,10 @@ class CachedFeatures(NewHead):
         n = sum(len(split) for split, _ in extracted)
         reporter.note(f"features: ran the backbone over {n} images in {seconds:.1f}s ({n / max(seconds, 1e-9):,.1f} images/s)")
         if use_cache and place.main and save_cached_features(cache, *(split for split, _ in extracted)):
+            from cnnkit.data.cache import evict
+
             reporter.note(f"features: cached in {cache}")
+            evict(cache.parent, keep=cache)  # the cache directory's budget counts features too
         return extracted
 
     def _extract(self, dataset, split, model, transform, device, amp, reporter):
@@ -217,8 +219,10 @@ class CachedFeatures(NewHead):
 
 # ---- the feature cache ---------------------------------------------------------------
 def _feature_cache_dir(cfg: TrainConfig, dataset) -> Path:
-    # Beside the images for folders (like the decoded-image cache), else in the data root.
-    return (dataset.root if dataset.kind == "folder" else Path(cfg.data_dir)) / CACHE_DIR
+    # The one cache directory (cnnkit.data.cache), like the decoded-image cache: never beside the data.
+    from cnnkit.data.cache import open_cache_dir
+
+    return open_cache_dir(cfg.cache_dir)
 
 
 def finetune_summary(extra_train: dict) -> dict:

@@ -54,6 +54,7 @@ def validate_config(cfg: TrainConfig) -> None:
         (cfg.val_split is None or 0 < cfg.val_split < 1, "--val-split must be between 0 and 1"),
         (0 <= cfg.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
         (cfg.limit is None or cfg.limit >= 1, "--limit must be at least 1"),
+        (cfg.val_limit is None or cfg.val_limit >= 1, "--val-limit must be at least 1"),
         (cfg.val_every >= 0, "--val-every must not be negative"),
     ]
     for ok, message in checks:
@@ -69,36 +70,87 @@ def validate_config(cfg: TrainConfig) -> None:
 
 
 def prepare_data(cfg: TrainConfig, reporter: Reporter, image_size: int, resize_to: int | None = None) -> Dataset:
+    """The run's dataset. With --limit or --val-limit a folder is only scanned here: training_splits
+    picks the images and decodes those alone (and caches only them)."""
     from cnnkit.hub.install import fetch_missing
 
     dataset = load_dataset(
         cfg.dataset, cfg.data_dir, image_size=image_size, resize_to=resize_to, max_side=image_size,
         budget=parse_bytes(cfg.memory_budget) if cfg.memory_budget else None,
         workers=cfg.workers or None, reporter=reporter, on_missing=fetch_missing,
+        cache_dir=cfg.cache_dir, cache=cfg.cache, decode=not (cfg.limit or cfg.val_limit),
     )
-    for note in dataset.notes:
-        reporter.note(f"note: {note}")
-    reporter.skipped(dataset.skipped)
+    require_classes(dataset)  # before the notes: a dataset that cannot train fails with its error alone
+    report_data_notes(dataset, reporter)
     return dataset
 
 
-def limited(split, limit: int | None, seed: int):
-    if not limit or limit >= len(split):
-        return split
-    pick = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed + 1))[:limit].sort().values
-    return split.subset(pick)
-
-
-def training_splits(cfg: TrainConfig, dataset: Dataset):
-    """(train, validation, where validation came from), checked to be something a classifier can learn from."""
+def require_classes(dataset: Dataset) -> None:
     if len(dataset.classes) < 2:
         raise DataError(f"dataset {dataset.name} has {len(dataset.classes)} class ({', '.join(dataset.classes)}); "
                         "a classifier needs at least two", "add a folder of images for each class")
+
+
+def report_data_notes(dataset: Dataset, reporter: Reporter, notes_from: int = 0, skipped_from: int = 0) -> None:
+    """The loader's notes and unreadable files from the given positions on (a later decode adds more)."""
+    for note in dataset.notes[notes_from:]:
+        reporter.note(f"note: {note}")
+    reporter.skipped(dataset.skipped[skipped_from:])
+
+
+def limited(split, limit: int | None, seed: int):
+    """`limit` images of the split, drawn by seed and stratified: each class keeps its share (at least one)."""
+    if not limit or limit >= len(split):
+        return split
+    return split.subset(stratified_sample(split.labels, limit, seed + 1))
+
+
+def stratified_sample(labels: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """Sorted indices of `count` items: shuffled by seed, then taken round-robin in proportion to each class.
+
+    Item r (0-based, in shuffled order) of a class of n is ranked (r + 0.5) / n: the first `count`
+    by rank hold every class in proportion, and a class of any size has its first item by count = classes.
+    """
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    shuffled = labels[order]
+    counts = torch.bincount(shuffled)
+    sort = torch.sort(shuffled, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    within = torch.empty_like(shuffled)
+    within[sort.indices] = torch.arange(len(shuffled)) - starts[sort.values]
+    rank = (within.double() + 0.5) / counts[shuffled].double()
+    pick = order[torch.sort(rank, stable=True).indices[:count]]
+    return pick.sort().values
+
+
+def validation_limit(cfg: TrainConfig, train_size: int, val_size: int) -> int | None:
+    """--val-limit, else with --limit the same share of the validation images as of the training images."""
+    if cfg.val_limit:
+        return cfg.val_limit
+    if cfg.limit and cfg.limit < train_size:
+        return max(1, round(val_size * cfg.limit / train_size))
+    return None
+
+
+def training_splits(cfg: TrainConfig, dataset: Dataset, reporter: Reporter | None = None, *, parts=("train", "val")):
+    """(train, validation, where validation came from), checked to be something a classifier can learn from.
+
+    --limit and --val-limit are applied here; a folder loaded undecoded (prepare_data) decodes only
+    the images they chose, and only the `parts` asked for (evaluate --split val needs no train images).
+    """
+    require_classes(dataset)
     train_split, val_split, val_source = train_val_splits(dataset, cfg.val_split, cfg.seed)
     if len(train_split) == 0:
         raise DataError(f"dataset {dataset.name} has {len(dataset.split('train'))} training image(s): none left "
                         f"after holding out {val_source} for validation", "add images, or a test/ folder to validate on")
-    return limited(train_split, cfg.limit, cfg.seed), val_split, val_source
+    chosen = {"train": limited(train_split, cfg.limit, cfg.seed),
+              "val": limited(val_split, validation_limit(cfg, len(train_split), len(val_split)), cfg.seed)}
+    if dataset.decoder is not None:
+        said = len(dataset.notes), len(dataset.skipped)
+        chosen.update(dataset.decoder({name: chosen[name] for name in parts}))
+        if reporter is not None:
+            report_data_notes(dataset, reporter, *said)
+    return chosen["train"], chosen["val"], val_source
 
 
 def join_world(cfg: TrainConfig, reporter: Reporter) -> tuple[torch.device, World]:
@@ -168,7 +220,7 @@ def prepare(cfg: TrainConfig, reporter: Reporter, run_dir: Path | None = None) -
     seed_everything(cfg.seed)
     source.load()  # before any data is read: a missing download or weights that do not fit fail here
     dataset = prepare_data(cfg, reporter, *source.decode_size())
-    train_split, val_split, val_source = training_splits(cfg, dataset)
+    train_split, val_split, val_source = training_splits(cfg, dataset, reporter)
     in_channels, input_size = source.input_shape(dataset)
     name = source.spec.name
     if tuple(dataset.size) != (input_size, input_size):

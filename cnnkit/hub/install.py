@@ -187,6 +187,7 @@ def match_imports(sources: list[CatalogEntry | Source], paths: list[Path]) -> li
     wrong file is reported as a checksum mismatch rather than as "not used".
     """
     files = []
+    folders = {}  # each --from folder and the names found in it
     for path in paths:
         path = Path(path).expanduser()
         if path.is_dir():
@@ -195,6 +196,7 @@ def match_imports(sources: list[CatalogEntry | Source], paths: list[Path]) -> li
             if not found:
                 raise DataError(f"--from {path}: the folder holds none of {', '.join(sorted(wanted))}")
             files.extend(found)
+            folders[path] = {p.name for p in found}
         elif path.is_file():
             files.append(path)
         else:
@@ -224,7 +226,27 @@ def match_imports(sources: list[CatalogEntry | Source], paths: list[Path]) -> li
             f"--from {left[0]} matches none of the files wanted ({names})",
             "pass the file under its upstream name, or check that it is the right file",
         )
+    _refuse_partial_folders(sources, assigned, folders)
     return assigned
+
+
+def _refuse_partial_folders(sources, assigned: list[dict[str, Path]], folders: dict[Path, set[str]]) -> None:
+    """A --from folder that holds some of a dataset's files but not all: name the missing one.
+
+    Otherwise the missing file would be downloaded, and offline that fails as a network error
+    when the user's mistake is a file left out of the folder.
+    """
+    for source, got in zip(sources, assigned):
+        for folder, names in folders.items():
+            if not names & {f.name for f in source.files}:
+                continue
+            missing = [f.name for f in source.files if f.name not in got]
+            if missing:
+                raise DataError(
+                    f"--from {folder}: the folder has {len(got)} of the {len(source.files)} files of "
+                    f"{source.name}; missing: {', '.join(missing)}",
+                    "copy the missing file(s) into the folder, or pass each with --from",
+                )
 
 
 def _obtain(remote: RemoteFile, dest: Path, options: InstallOptions, imported: Path | None,

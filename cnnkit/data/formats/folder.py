@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from cnnkit.data import folder
-from cnnkit.data.dataset import Dataset, files_fingerprint
+from cnnkit.data.dataset import Dataset, FileSplit, files_fingerprint
 from cnnkit.data.memory import memory_budget
 from cnnkit.data.spec import FALLBACK_PRIORITY, DatasetSpec, LoadOptions, directory_format, register_format
 from cnnkit.errors import DataError
+from cnnkit.reporting import human_bytes
 
 GREY_MODES = {"L", "1", "I;16", "I", "I;16B", "I;16L"}
 
@@ -44,20 +47,62 @@ def load_image_folder(root: Path, spec: DatasetSpec, options: LoadOptions, *, ch
         size = (max_side, max_side)
     else:
         resize_to = None  # images of one small size are kept as they are; the device resizes batches
-    decoded_bytes = len(all_files) * channels * size[0] * size[1]
+    dataset = Dataset(spec.text, spec.name, classes, channels, size, {}, spec.kind, resize_to, [], notes,
+                      files_fingerprint(root, all_files), root=root)
+    files = {split: FileSplit(files, torch.tensor(labels, dtype=torch.long), resize_to)
+             for split, (files, labels) in scanned.items()}
+    if not options.decode:
+        # The caller picks first (--limit) and decodes only what it picked, through dataset.decoder.
+        dataset.splits = files
+        dataset.decoder = lambda chosen: decode_chosen(dataset, chosen, options, workers, roles=True)
+        return dataset
+    dataset.splits = decode_chosen(dataset, files, options, workers, labels=split_dirs)
+    return dataset
+
+
+def decode_chosen(dataset: Dataset, chosen: dict, options: LoadOptions, workers: int, *, roles: bool = False,
+                  labels: dict | None = None) -> dict:
+    """Each chosen FileSplit decoded into memory (through the cache), or kept streamed over the memory budget.
+
+    Notes and unreadable files are added to the dataset's. `roles`: the splits are parts --limit chose
+    from one folder, so each gets a cache of its own name.
+    """
+    size, channels = dataset.size, dataset.channels
+    decoded_bytes = sum(len(split) for split in chosen.values()) * channels * size[0] * size[1]
     in_memory = decoded_bytes <= (options.budget if options.budget is not None else memory_budget())
     if not in_memory:
-        notes.append(f"{decoded_bytes / 2**30:.1f} GiB decoded is over the memory budget; streaming from disk")
-    splits, skipped = {}, []
-    for split, (files, labels) in scanned.items():
-        data, bad, _ = folder.load_folder_split(root, files, labels, channels, size, resize_to, in_memory, workers,
-                                                options.reporter)
+        dataset.notes.append(f"{human_bytes(decoded_bytes)} decoded is over the memory budget; streaming from disk")
+    cache_dir = open_cache(options) if in_memory else None
+    written = []  # (images, bytes) of each new cache
+    splits = {}
+    for name, split in chosen.items():
+        where = (labels or {}).get(name, dataset.root)
+        label = f"{dataset.name} ({name})" if roles else where.name
+        data, bad, _ = folder.load_folder_split(label, split.files, split.labels.tolist(), channels, size,
+                                                split.resize_to, in_memory, workers, options.reporter, cache_dir,
+                                                role=name if roles else "", on_cached=lambda *w: written.append(w))
         if len(data) == 0:
-            raise DataError(f"no readable images in {split_dirs[split]}", "every file failed to decode; run `cnnkit inspect-dataset --verify`")
-        splits[split] = data
-        skipped.extend(bad)
-    return Dataset(spec.text, spec.name, classes, channels, size, splits, spec.kind, resize_to, skipped, notes,
-                   files_fingerprint(root, all_files), root=root)
+            raise DataError(f"no readable images in {where}", "every file failed to decode; run `cnnkit inspect-dataset --verify`")
+        splits[name] = data
+        dataset.skipped.extend(bad)
+    if written:  # said once per load, however many splits: the disk it took, and where
+        images, size_on_disk = (sum(column) for column in zip(*written))
+        dataset.notes.append(f"cached {images:,} decoded images ({human_bytes(size_on_disk)}) in {cache_dir}")
+    return splits
+
+
+def open_cache(options: LoadOptions):
+    """The cache directory to use, or None: --no-cache, or one that cannot be created (said once, in a note)."""
+    from cnnkit.data.cache import open_cache_dir
+
+    if not options.cache:
+        return None
+    try:
+        return open_cache_dir(options.cache_dir)
+    except OSError as exc:
+        options.reporter.note(f"note: no decode cache: cannot create {exc.filename or options.cache_dir} "
+                              f"({exc.strerror or exc}); decoding without one")
+        return None
 
 
 def load(spec: DatasetSpec, options: LoadOptions) -> Dataset:
