@@ -17,9 +17,10 @@ MAX_WORST = 100  # a gallery of 20 rows of 5: past that it is too tall to draw o
 
 
 @app.command(
-    epilog="Examples:  cnnkit evaluate checkpoints/lenet-mnist-sample  |  "
-    "cnnkit evaluate run/best.pt --split val --json  |  "
-    "cnnkit evaluate run --confusion confusion.png --misclassified mistakes/",
+    epilog="Examples:\n"
+    '  cnnkit evaluate checkpoints/lenet-mnist-sample\n'
+    '  cnnkit evaluate run/best.pt --split val --json\n'
+    '  cnnkit evaluate run --confusion confusion.png --misclassified mistakes/',
 )
 @handle_errors
 def evaluate(

@@ -13,8 +13,11 @@ from cnnkit.cli.common import DataDirOption, JsonOption, QuietOption, Split, han
 
 @app.command(
     "inspect-dataset",
-    epilog="Examples:  cnnkit inspect-dataset mnist-sample  |  cnnkit inspect-dataset ./photos --verify"
-    "  |  cnnkit inspect-dataset cifar10 --show 16 --out grid.png  |  cnnkit inspect-dataset mnist --json",
+    epilog="Examples:\n"
+    '  cnnkit inspect-dataset mnist-sample\n'
+    '  cnnkit inspect-dataset ./photos --verify\n'
+    '  cnnkit inspect-dataset cifar10 --show 16 --out grid.png\n'
+    '  cnnkit inspect-dataset mnist --json',
 )
 @handle_errors
 def inspect_dataset(
