@@ -12,7 +12,7 @@ import pytest
 from conftest import assert_clean_failure, run_cnnkit
 
 COMMANDS = ["download", "inspect-dataset", "summary", "visualize-filter", "train", "finetune", "evaluate",
-            "predict", "export-idx"]
+            "predict", "export-idx", "report"]
 NARROW = {"COLUMNS": "80", "TERMINAL_WIDTH": "80"}
 
 

@@ -15,6 +15,7 @@ from cnnkit.cli import (  # noqa: F401  (registration side effects)
     evaluate,
     predict,
     export_idx,
+    report,  # run report (issue 16, part C)
 )
 
 __all__ = ["app"]

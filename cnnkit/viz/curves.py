@@ -59,8 +59,9 @@ def curves_figure(history: list[dict], title: str | None = None, val_history: li
             ax.axvline(x, color="grey", linestyle="--", linewidth=1, label=f"{phase} starts")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if epochs:
-            ax.set_xlim(0.5, max(epochs) + 0.5)
+        if epochs:  # from before the first --val-every point, which may come early in epoch 1
+            first = min([0.5] + [step_to_epoch(history, row["step"]) - 0.2 for row in midway])
+            ax.set_xlim(first, max(epochs) + 0.5)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if title:
