@@ -100,7 +100,7 @@ def test_empty_existing_folder_may_be_used(cli, digits, tmp_path):
     assert code == 0, err
     assert Path(out.strip().splitlines()[-1]) == tmp_path / "runs" / "fresh"
     assert sorted(p.name for p in (tmp_path / "runs" / "fresh").iterdir()) == [
-        "best.pt", "config.json", "curves.png", "last.pt", "metrics.csv"]  # the lock is gone with its holder
+        "best.pt", "config.json", "curves.png", "last.pt", "metrics.csv", "report.html"]  # the lock is gone with its holder
 
 
 # ---- created atomically, locked while training --------------------------------------------------

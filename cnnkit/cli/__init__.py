@@ -18,6 +18,7 @@ from cnnkit.cli import (  # noqa: F401  (registration side effects)
     export_idx,
     export,
     recipes,
+    report,  # run report (issue 16, part C)
 )
 
 __all__ = ["app"]

@@ -12,8 +12,12 @@ from cnnkit.cli.common import DataDirOption, JsonOption, QuietOption, handle_err
 
 
 @app.command(
-    epilog="Examples:  cnnkit download mnist cifar10  |  cnnkit download --weights resnet18 vgg16  |  cnnkit download --list"
-    "  |  cnnkit download mnist --mirror http://10.0.0.5:8000/  |  cnnkit download cats-dogs --from ~/kagglecatsanddogs_5340.zip",
+    epilog="Examples:\n"
+    '  cnnkit download mnist cifar10\n'
+    '  cnnkit download --weights resnet18 vgg16\n'
+    '  cnnkit download --list\n'
+    '  cnnkit download mnist --mirror http://10.0.0.5:8000/\n'
+    '  cnnkit download cats-dogs --from ~/kagglecatsanddogs_5340.zip',
 )
 @handle_errors
 def download(

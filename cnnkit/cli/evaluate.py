@@ -20,9 +20,10 @@ SPLIT_WORDS = {"all": "every image", "test": "the test split", "val": "the valid
 
 
 @app.command(
-    epilog="Examples:  cnnkit evaluate checkpoints/lenet-mnist-sample  |  "
-    "cnnkit evaluate run/best.pt --split val --json  |  "
-    "cnnkit evaluate run --confusion confusion.png --misclassified mistakes/",
+    epilog="Examples:\n"
+    '  cnnkit evaluate checkpoints/lenet-mnist-sample\n'
+    '  cnnkit evaluate run/best.pt --split val --json\n'
+    '  cnnkit evaluate run --confusion confusion.png --misclassified mistakes/',
 )
 @handle_errors
 def evaluate(

@@ -15,8 +15,10 @@ from cnnkit.cli.common import (
 
 @app.command(
     "export-idx",
-    epilog="Examples:  cnnkit export-idx mnist-sample --out mnist-idx  |  cnnkit export-idx ./photos --out photos-idx --resize 28 --grayscale --gzip"
-    "  |  cnnkit train cnn --dataset mnist-idx",
+    epilog="Examples:\n"
+    '  cnnkit export-idx mnist-sample --out mnist-idx\n'
+    '  cnnkit export-idx ./photos --out photos-idx --resize 28 --grayscale --gzip\n'
+    '  cnnkit train cnn --dataset mnist-idx',
 )
 @handle_errors
 def export_idx(

@@ -20,10 +20,13 @@ FinetuneMode = Enum("FinetuneMode", {mode: mode for mode in FINETUNE_MODES}, typ
 
 
 @app.command(
-    epilog="Examples:  cnnkit finetune mobilenet --dataset cats-dogs  |  "
-    "cnnkit finetune resnet18 --dataset photos/ --head-epochs 2 --unfreeze-epochs 3  |  "
-    "cnnkit finetune vgg16 --dataset cats-dogs --mode features  |  "
-    "cnnkit finetune resnet18 --weights my-resnet18.pth --dataset photos/  |  cnnkit finetune --resume checkpoints/resnet18-PetImages",
+    epilog="Examples:\n"
+    '  cnnkit finetune mobilenet --dataset cats-dogs\n'
+    '  cnnkit finetune resnet18 --dataset photos/ --head-epochs 2 \\\n'
+    '      --unfreeze-epochs 3\n'
+    '  cnnkit finetune vgg16 --dataset cats-dogs --mode features\n'
+    '  cnnkit finetune resnet18 --weights my-resnet18.pth --dataset photos/\n'
+    '  cnnkit finetune --resume checkpoints/resnet18-PetImages',
 )
 @handle_errors
 def finetune(

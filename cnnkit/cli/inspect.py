@@ -11,19 +11,24 @@ from cnnkit.cli.app import app
 from cnnkit.cli.common import DataDirOption, JsonOption, QuietOption, Split, handle_errors, print_json, stdout_console
 from cnnkit.cli.common import CacheDirOption, CacheOption  # part H4
 
+DEFAULT_SHOW = 16  # images in the grid when --out is given without --show
+
 
 @app.command(
     "inspect-dataset",
-    epilog="Examples:  cnnkit inspect-dataset mnist-sample  |  cnnkit inspect-dataset ./photos --verify"
-    "  |  cnnkit inspect-dataset cifar10 --show 16 --out grid.png  |  cnnkit inspect-dataset mnist --json",
+    epilog="Examples:\n"
+    '  cnnkit inspect-dataset mnist-sample\n'
+    '  cnnkit inspect-dataset ./photos --verify\n'
+    '  cnnkit inspect-dataset cifar10 --show 16 --out grid.png\n'
+    '  cnnkit inspect-dataset mnist --json',
 )
 @handle_errors
 def inspect_dataset(
     dataset: Annotated[str, typer.Argument(help="Catalog name, image folder or IDX directory.", show_default=False)],
     split: Annotated[Literal[Split.train, Split.test, Split.all], typer.Option("--split", case_sensitive=False, help="Which split to report.")] = Split.all,
     verify: Annotated[bool, typer.Option("--verify", help="Decode every file of an image folder; list corrupt, truncated and non-image files (exit 1 if any).")] = False,
-    show: Annotated[Optional[int], typer.Option("--show", min=1, max=256, help="Draw the first N images with their class names (needs --out).", show_default=False)] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="PNG file for --show.", show_default=False)] = None,
+    show: Annotated[Optional[int], typer.Option("--show", min=1, max=256, help="Draw N images, taken across the classes in turn, with their class names (needs --out).", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help=f"PNG file for the grid; alone it draws --show {DEFAULT_SHOW}.", show_default=False)] = None,
     augment: Annotated[Optional[str], typer.Option("--augment", help="Draw the --show images augmented as training would (train's --augment syntax, e.g. rotate:15,flip:0.5), seeded by --seed.", show_default=False)] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed for --augment's draws.")] = 0,
     cache_dir: CacheDirOption = None,
@@ -36,15 +41,17 @@ def inspect_dataset(
     from cnnkit.data.folder import default_workers
     from cnnkit.data.resolve import load_dataset
     from cnnkit.data.parse import image_root, parse_spec
-    from cnnkit.data.stats import first_images, inspect_dataset as build_report
+    from cnnkit.data.stats import inspect_dataset as build_report
     from cnnkit.data.verify import verify_folder
     from cnnkit.errors import CnnkitError, DataError, UsageError
     from cnnkit.hub.install import fetch_missing
     from cnnkit.reporting import Reporter
-    from cnnkit.viz.grid import plot_sample_grid
+    from cnnkit.viz.grid import plot_sample_grid, samples_across_classes
 
     if show is not None and out is None:
         raise UsageError("--show needs --out PNG to write the grid to", "e.g. --show 16 --out grid.png")
+    if out is not None and show is None:  # a file was asked for: draw it, never exit 0 having written nothing
+        show = DEFAULT_SHOW
     if augment is not None:
         from cnnkit.data.transforms import parse_augment
 
@@ -75,8 +82,8 @@ def inspect_dataset(
     if checked is not None:
         report["verify"] = checked.to_dict()
     if show is not None:
-        images, labels = first_images(data.split(names[0]), data.channels, data.size, show)
-        title = f"{data.name}: first {len(images)} of {names[0]}"
+        images, labels = samples_across_classes(data.split(names[0]), data.channels, data.size, show)
+        title = f"{data.name}: {len(images)} images of {names[0]}, across its classes"
         if augment:
             from cnnkit.data.transforms import augment_uint8
 
@@ -86,6 +93,8 @@ def inspect_dataset(
 
     if json_output:
         print_json(report)
+    elif quiet:
+        _print_essentials(report)
     else:
         _print_report(report)
         if checked is not None:
@@ -117,6 +126,17 @@ def _floats(values: list[float]) -> str:
 
 def _spaced(values: list[float]) -> str:
     return " ".join(f"{v:.4f}" for v in values)
+
+
+def _print_essentials(report: dict) -> None:
+    """--quiet: the dataset in one line, the Normalize line and the grid's path; no tables."""
+    channels, (height, width) = report["channels"], report["size"]
+    samples = ", ".join(f"{name} {part['samples']:,}" for name, part in report["splits"].items())
+    norm = report["normalize"]
+    print(f"{report['dataset']}: {len(report['classes'])} classes, {channels}x{height}x{width}, {samples}")
+    print(f"Normalize(mean={_floats(norm['mean'])}, std={_floats(norm['std'])})")
+    if "grid" in report:
+        print(report["grid"])
 
 
 def _print_report(report: dict) -> None:

@@ -19,9 +19,11 @@ LOG_MIN_BATCHES = 4
 
 
 @app.command(
-    epilog="Examples:  cnnkit predict digit.png --model checkpoints/cnn-mnist-sample  |  "
-    "cnnkit predict photos/ 'more/**/*.jpg' --model run/best.pt --top-k 3 --csv > predictions.csv  |  "
-    "cnnkit predict cat.jpg --model mobilenet_v2 --json",
+    epilog="Examples:\n"
+    '  cnnkit predict digit.png --model checkpoints/cnn-mnist-sample\n'
+    "  cnnkit predict photos/ 'more/**/*.jpg' --model run/best.pt --top-k 3 --csv \\\n"
+    '      > predictions.csv\n'
+    '  cnnkit predict cat.jpg --model mobilenet_v2 --json',
 )
 @handle_errors
 def predict(

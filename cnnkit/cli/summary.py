@@ -13,9 +13,12 @@ from cnnkit.cli.common import DataDirOption, JsonOption, handle_errors, print_js
 
 
 @app.command(
-    epilog="Examples:  cnnkit summary lenet  |  cnnkit summary cnn --dataset cifar10"
-    "  |  cnnkit summary vgg16 --input-size 3,244,244 --classes 2 --freeze-backbone"
-    "  |  cnnkit summary lenet --input-size 1,28,28 --explain  |  cnnkit summary --list",
+    epilog="Examples:\n"
+    '  cnnkit summary lenet\n'
+    '  cnnkit summary cnn --dataset cifar10\n'
+    '  cnnkit summary vgg16 --input-size 3,224,224 --classes 2 --freeze-backbone\n'
+    '  cnnkit summary lenet --input-size 1,28,28 --explain\n'
+    '  cnnkit summary --list',
 )
 @handle_errors
 def summary(

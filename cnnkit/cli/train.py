@@ -15,8 +15,12 @@ from cnnkit.cli.resume_options import refuse_fixed_options
 
 
 @app.command(
-    epilog="Examples:  cnnkit train lenet  |  cnnkit train lenet --dataset cifar10 --epochs 3 --optimizer sgd --lr 0.001 --batch-size 14"
-    "  |  run=$(cnnkit train cnn --epochs 1 --quiet)  |  cnnkit train --resume checkpoints/lenet-cifar10",
+    epilog="Examples:\n"
+    '  cnnkit train lenet\n'
+    '  cnnkit train lenet --dataset cifar10 --epochs 3 --optimizer sgd --lr 0.001 \\\n'
+    '      --batch-size 14\n'
+    '  run=$(cnnkit train cnn --epochs 1 --quiet)\n'
+    '  cnnkit train --resume checkpoints/lenet-cifar10',
 )
 @handle_errors
 def train(

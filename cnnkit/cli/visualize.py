@@ -13,9 +13,12 @@ from cnnkit.cli.common import DataDirOption, JsonOption, handle_errors, print_js
 
 @app.command(
     "visualize-filter",
-    epilog='Examples:  cnnkit visualize-filter --kernel vertical --out vertical.png'
-    '  |  cnnkit visualize-filter --kernel "0,-1,0;-1,5,-1;0,-1,0" --dataset cifar10 --count 8 --out sharpen.png'
-    "  |  cnnkit visualize-filter --checkpoint checkpoints/lenet-mnist-sample --image digit.png --out filters.png",
+    epilog="Examples:\n"
+    '  cnnkit visualize-filter --kernel vertical --out vertical.png\n'
+    '  cnnkit visualize-filter --kernel "0,-1,0;-1,5,-1;0,-1,0" --dataset cifar10 \\\n'
+    '      --count 8 --out sharpen.png\n'
+    '  cnnkit visualize-filter --checkpoint checkpoints/lenet-mnist-sample \\\n'
+    '      --image digit.png --out filters.png',
 )
 @handle_errors
 def visualize_filter(

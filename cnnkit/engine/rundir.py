@@ -183,7 +183,7 @@ def release_run_lock(run: Path) -> None:
     os.close(fd)
 
 
-RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "curves.png", "config.json", "val_steps.csv")
+RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "val_steps.csv", "curves.png", "config.json", "report.html")
 
 
 def remove_stale_temporaries(run: Path) -> None:

@@ -89,4 +89,25 @@ def _say_if_replanned(config: TrainConfig, epochs: int, done: int, reporter: Rep
 
 def _fit(trainer: Trainer, setup: TrainSetup) -> dict:
     """Train, and say what the run was: finetune runs add their mode, weights, head and phases."""
-    return {**trainer.fit(), **finetune_summary(setup.extra_train)}
+    summary = {**trainer.fit(), **finetune_summary(setup.extra_train)}
+    # ---- run report (issue 16, part C): report.html once the run is done ----
+    # Rank 0 evaluates alone, so the process group goes first: no collective waits for peers that have left.
+    distributed.shutdown()
+    if setup.world.main:
+        summary["report"] = _write_report(setup, trainer.reporter)
+    return summary
+
+
+def _write_report(setup: TrainSetup, reporter: Reporter) -> str | None:
+    """A report that cannot be written is worth a warning, not a failed run: the checkpoints are saved."""
+    from cnnkit.engine.run_report import write_report
+    from cnnkit.errors import CnnkitError
+
+    try:
+        path = write_report(setup.run_dir, device=str(setup.device), workers=setup.config.workers)
+    except (CnnkitError, OSError) as exc:
+        reporter.warn(f"could not write report.html: {getattr(exc, 'message', None) or exc}")
+        reporter.note(f"hint: write it later with `cnnkit report {setup.run_dir}`")
+        return None
+    reporter.note(f"wrote the run report to {path}")
+    return str(path)

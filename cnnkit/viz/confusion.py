@@ -1,4 +1,8 @@
-"""The confusion matrix as a PNG: true classes down, predicted classes across, with names."""
+"""The confusion matrix as a PNG: true classes down, predicted classes across, with names.
+
+Colours are row-normalised (the share of each true class predicted as each class), so a small class
+reads as clearly as a large one; each cell says its share, and its count while the cells are few.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +10,30 @@ from pathlib import Path
 
 from cnnkit.viz.figure import pyplot, save_png
 
-# Past this many classes the cell counts would be unreadable; the colours still show the pattern.
+# Past this many classes the cell texts would be unreadable; the colours still show the pattern.
 MAX_ANNOTATED = 30
+MAX_COUNTED = 12  # up to this many classes a cell shows its count under its share
 MAX_LABELLED = 100
 
 
-def plot_confusion(confusion, classes: list[str], path: str | Path, title: str = "confusion matrix") -> Path:
+def row_normalised(counts):
+    """Each row divided by its total: the fraction of a true class given to each predicted class (0 for an empty row)."""
+    import numpy as np
+
+    counts = np.asarray(counts, dtype=float)
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+
+
+def confusion_figure(confusion, classes: list[str], title: str = "confusion matrix"):
     plt = pyplot()
     counts = confusion.numpy() if hasattr(confusion, "numpy") else confusion
+    shares = row_normalised(counts)
     n = len(classes)
     side = min(24.0, max(5.0, 0.45 * n + 2.5))
     fig, ax = plt.subplots(figsize=(side + 1.2, side))
-    image = ax.imshow(counts, cmap="Blues", interpolation="nearest")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    image = ax.imshow(shares, cmap="Blues", interpolation="nearest", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     if n <= MAX_LABELLED:
         ax.set_xticks(range(n), classes, rotation=45 if max(map(len, classes)) > 2 else 0, ha="right")
         ax.set_yticks(range(n), classes)
@@ -26,10 +41,14 @@ def plot_confusion(confusion, classes: list[str], path: str | Path, title: str =
     ax.set_ylabel("true")
     ax.set_title(title)
     if n <= MAX_ANNOTATED:
-        threshold = counts.max() / 2 if counts.size else 0
         for row in range(n):
             for col in range(n):
-                ax.text(col, row, str(int(counts[row, col])), ha="center", va="center", fontsize=8,
-                        color="white" if counts[row, col] > threshold else "black")
+                text = f"{shares[row, col]:.0%}" + (f"\n{int(counts[row, col])}" if n <= MAX_COUNTED else "")
+                ax.text(col, row, text, ha="center", va="center", fontsize=8,
+                        color="white" if shares[row, col] > 0.5 else "black")
     fig.tight_layout()
-    return save_png(fig, path)
+    return fig
+
+
+def plot_confusion(confusion, classes: list[str], path: str | Path, title: str = "confusion matrix") -> Path:
+    return save_png(confusion_figure(confusion, classes, title), path)

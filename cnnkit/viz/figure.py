@@ -34,6 +34,18 @@ def show_image(ax, image, title: str | None = None, **imshow) -> None:
         ax.set_title(title, fontsize=8)
 
 
+def png_bytes(fig, dpi: int = 100) -> bytes:
+    """The figure as PNG bytes (to inline in a page), and closed."""
+    import io
+
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=dpi)
+    finally:
+        pyplot().close(fig)
+    return buffer.getvalue()
+
+
 def save_png(fig, path: str | Path, dpi: int = 100) -> Path:
     """Write the figure as PNG atomically and close it."""
     from cnnkit.fileio import atomic_save

@@ -10,6 +10,43 @@ from cnnkit.viz.figure import pyplot, save_png, show_image
 MAX_COLUMNS = 8
 
 
+def round_robin(labels: list[int], count: int) -> list[int]:
+    """Positions of `count` samples taken a class at a time (the first of each class, then the second...),
+    so a grid shows every class and not the first class's first files."""
+    queues: dict[int, list[int]] = {}
+    for position, label in enumerate(labels):
+        queues.setdefault(label, []).append(position)
+    order, depth = [], 0
+    while len(order) < count and any(depth < len(q) for q in queues.values()):
+        order += [q[depth] for _, q in sorted(queues.items()) if depth < len(q)][:count - len(order)]
+        depth += 1
+    return order
+
+
+def samples_across_classes(split, channels: int, size: tuple[int, int], count: int):
+    """(uint8 images, labels): `count` readable images of a split, drawn round-robin across its classes."""
+    import torch
+
+    from cnnkit.data.dataset import TensorSplit
+    from cnnkit.data.images import ImageReadError, load_image
+
+    labels = split.labels.tolist()
+    if isinstance(split, TensorSplit):
+        chosen = round_robin(labels, count)
+        return split.images[chosen], [labels[i] for i in chosen]
+    images, kept = [], []
+    for position in round_robin(labels, len(labels)):  # unreadable files are passed over
+        if len(images) == count:
+            break
+        try:
+            images.append(load_image(split.files[position], channels, size, split.resize_to))
+            kept.append(labels[position])
+        except ImageReadError:
+            continue
+    empty = torch.empty((0, channels, *size), dtype=torch.uint8)
+    return (torch.stack(images) if images else empty), kept
+
+
 def plot_sample_grid(images, labels: list[int], classes: list[str], path: str | Path, title: str = "") -> Path:
     """`images` uint8 (N, C, H, W); each cell is titled with its class name."""
     plt = pyplot()
