@@ -222,3 +222,9 @@ class Split(str, Enum):
     val = "val"  # training's validation split
     test = "test"
     all = "all"  # every split the dataset has
+
+
+import typing  # noqa: E402  (H1: Optional for the option below)
+
+# H1 any model: a checkpoint of a user's model is rebuilt from its recorded file; this names another one
+ModelFileOption = Annotated[typing.Optional[Path], typer.Option("--model-file", help="For a checkpoint of your own model: import it from this .py file (instead of the recorded one, which must be unchanged).", show_default=False)]

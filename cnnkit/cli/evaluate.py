@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from cnnkit.cli.app import app
-from cnnkit.cli.common import MAX_BATCH_SIZE, DeviceOption, JsonOption, QuietOption, Split, handle_errors, print_json, stdout_console
+from cnnkit.cli.common import MAX_BATCH_SIZE, DeviceOption, ModelFileOption, JsonOption, QuietOption, Split, handle_errors, print_json, stdout_console
 
 # Beyond this many classes the confusion table is too wide for a terminal; JSON and the PNG still have it.
 MAX_TABLE_CLASSES = 20
@@ -32,6 +32,7 @@ def evaluate(
     worst: Annotated[int, typer.Option("--worst", min=1, max=MAX_WORST, help="How many mistakes the gallery (and JSON) shows.")] = 25,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, max=MAX_BATCH_SIZE, help="Evaluation batch size; default: the one training validated with.")] = None,
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", envvar="CNNKIT_DATA", help="Root for catalog datasets; default: the one used in training.")] = None,
+    model_file: ModelFileOption = None,
     device: DeviceOption = "auto",
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -43,7 +44,7 @@ def evaluate(
     reporter = Reporter(quiet=quiet or json_output)
     evaluation = evaluate_checkpoint(
         checkpoint, dataset=dataset, split=split.value if split else None, data_dir=data_dir,
-        top_k=top_k, batch_size=batch_size, device=device, reporter=reporter,
+        top_k=top_k, batch_size=batch_size, device=device, reporter=reporter, model_file=model_file,
     )
     mistakes = worst_mistakes(evaluation, worst)
     document = evaluation_document(evaluation, mistakes)

@@ -56,6 +56,8 @@ def finetune(
     workers: opt.Workers = None,
     limit: opt.Limit = None,
     memory_budget: opt.MemoryBudget = None,
+    model_args: opt.ModelArgs = None,
+    image_size: opt.ImageSize = None,
     data_dir: DataDirOption = "data",
     device: DeviceOption = "auto",
     seed: SeedOption = 0,
@@ -87,6 +89,7 @@ def finetune(
             memory_budget=memory_budget if cache else "0",
             command="finetune", finetune_mode=mode.value, weights=str(weights.expanduser().resolve()) if weights else None,
             unfreeze_epochs=unfreeze_epochs, unfreeze_lr=unfreeze_lr,
+            model_args=opt.parse_model_args(model_args), image_size=image_size,
         )
         summary = start_training(resolve_finetune_config(config, epochs=epochs, head_epochs=head_epochs), reporter)
     if not (quiet or json_output):

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cnnkit.cli.app import app
-from cnnkit.cli.common import DeviceOption, JsonOption, handle_errors, print_json, stdout_console
+from cnnkit.cli.common import DeviceOption, ModelFileOption, JsonOption, handle_errors, print_json, stdout_console
 
 CSV_COLUMNS = ("path", "rank", "label", "index", "probability", "error")
 
@@ -26,6 +26,7 @@ def predict(
     csv_output: Annotated[bool, typer.Option("--csv", help="Print CSV: one row per image and rank.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 64,
     workers: Annotated[int, typer.Option("--workers", min=0, help="Processes decoding images ahead of the model; helps with large photos on idle cores. 0: decode in this process.")] = 0,
+    model_file: ModelFileOption = None,
     device: DeviceOption = "auto",
     json_output: JsonOption = False,
 ) -> None:
@@ -39,7 +40,7 @@ def predict(
     from cnnkit.reporting import Reporter
 
     paths = collect_inputs(inputs)
-    classifier = open_classifier(model, resolve_device(device))
+    classifier = open_classifier(model, resolve_device(device), model_file)
     plan = plan_batches(len(paths), len(classifier.classes), top_k=top_k, batch_size=batch_size, workers=workers)
     reporter = Reporter()
     for note in plan.notes:

@@ -44,6 +44,8 @@ def train(
     workers: opt.Workers = None,
     limit: opt.Limit = None,
     memory_budget: opt.MemoryBudget = None,
+    model_args: opt.ModelArgs = None,
+    image_size: opt.ImageSize = None,
     data_dir: DataDirOption = "data",
     device: DeviceOption = "auto",
     seed: SeedOption = 0,
@@ -70,6 +72,7 @@ def train(
             schedule=schedule.value, label_smoothing=label_smoothing, init=init.value, augment=augment,
             val_split=val_split, val_every=val_every, out=str(out), name=name, amp=amp, compile=compile, auto_batch=auto_batch,
             workers=workers, limit=limit, seed=seed, device=device, memory_budget=memory_budget,
+            model_args=opt.parse_model_args(model_args), image_size=image_size,
         )
         summary = start_training(config, reporter)
     print_run_summary(summary, json_output=json_output, quiet=quiet)

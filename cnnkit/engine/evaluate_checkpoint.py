@@ -94,6 +94,7 @@ def evaluate_checkpoint(
     budget: int | None = None,
     keep_predictions: bool = True,
     reporter: Reporter = QUIET,
+    model_file: str | Path | None = None,
 ) -> Evaluation:
     """Load a checkpoint (a run directory means its best.pt) and evaluate it on one split.
 
@@ -127,7 +128,7 @@ def evaluate_checkpoint(
     config = recorded_config(checkpoint)
     chosen = pick_split(loaded, split_name, config.val_split, config.seed)
 
-    model = model_from_checkpoint(checkpoint).to(torch_device)
+    model = model_from_checkpoint(checkpoint, model_file).to(torch_device)
     transform = transform_from_checkpoint(checkpoint, torch_device)
     batches = make_batches(
         chosen, channels=loaded.channels, size=loaded.size, device=torch_device, shuffle=False,
