@@ -161,20 +161,36 @@ def test_resnet18_trains_at_32_pixels_and_evaluate_feeds_it_32(tmp_path):
 TORCHVISION = sorted(torchvision.models.list_models(module=torchvision.models))
 
 
+def _classes(model, head: str) -> int:
+    layer = model.get_submodule(head)
+    return getattr(layer, "out_features", getattr(layer, "out_channels", None))
+
+
 @pytest.mark.parametrize("name", TORCHVISION)
 def test_every_torchvision_classification_model_builds_with_a_new_head(name):
-    from cnnkit.models.backbones import finetune_architecture
     from cnnkit.models.surgery import find_head
 
     spec = get_spec(f"torchvision:{name}")
     assert spec.weights is not None and len(spec.categories) == 1000 and spec.preprocessing.crop == spec.native_size
-    with torch.device("meta"):  # no memory, no init: the largest (ViT-H/14) builds in a moment
-        scratch = get_model(spec.name, in_channels=3, num_classes=10, image_size=spec.native_size)
+    from cnnkit.models.summary import _meta
+
+    # On the meta device (as `cnnkit summary` builds): no memory, so the largest (RegNetY-128GF) builds here.
+    model = _meta(lambda: get_model(spec.name, in_channels=3, num_classes=10, image_size=spec.native_size))
+    assert _classes(model, find_head(model)) == 10
+
+
+@pytest.mark.parametrize("name", ["googlenet", "squeezenet1_0", "vit_b_16", "convnext_tiny", "efficientnet_b0"])
+def test_finetune_puts_the_new_head_where_a_checkpoint_rebuilds_it(name):
+    """finetune: torchvision's ImageNet architecture, head replaced; evaluate rebuilds it from the builder."""
+    from cnnkit.models.backbones import finetune_architecture
+    from cnnkit.models.surgery import find_head
+
+    spec = get_spec(f"torchvision:{name}")
+    with torch.device("meta"):
         tuned = finetune_architecture(spec, 10)
-    for model in (scratch, tuned):
-        head = model.get_submodule(find_head(model))
-        assert getattr(head, "out_features", getattr(head, "out_channels", None)) == 10
-    assert scratch.state_dict().keys() == tuned.state_dict().keys()  # a finetune checkpoint rebuilds
+        scratch = get_model(spec.name, in_channels=3, num_classes=10, image_size=spec.native_size)
+    assert _classes(tuned, find_head(tuned)) == 10
+    assert tuned.state_dict().keys() == scratch.state_dict().keys()
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v3_small", "squeezenet1_1", "shufflenet_v2_x0_5"])

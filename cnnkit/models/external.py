@@ -67,7 +67,7 @@ def torchvision_spec(model: str) -> ModelSpec:
     def build(in_channels: int, num_classes: int, image_size: int, **kwargs) -> nn.Module:
         extra = dict(TORCHVISION_EXTRA_ARGS.get(ref, {}))
         if size_arg:
-            extra[size_arg] = image_size
+            extra[size_arg] = image_size if size_arg == "image_size" else (image_size, image_size)
         return torchvision.models.get_model(ref, weights=None, num_classes=num_classes, **{**extra, **kwargs})
 
     return ModelSpec(

@@ -8,6 +8,7 @@ built for real, to prove its weights fit before it is summarised.
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -70,8 +71,33 @@ def check_input_size(size: tuple[int, int, int], source: str, error: type[Cnnkit
 
 
 def _meta(build: Callable[[], nn.Module]) -> nn.Module:
-    with torch.device("meta"):
-        return build()
+    try:
+        with torch.device("meta"):
+            return build()
+    except NotImplementedError:  # a builder that reads tensor values (RegNet's widths): only weights on meta
+        with meta_weights():
+            return build()
+
+
+@contextmanager
+def meta_weights():
+    """Build with every parameter and buffer moved to the meta device as it is registered (what
+    accelerate's init_empty_weights does): the builder's own arithmetic runs on the CPU, the weights cost nothing."""
+    register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
+
+    def parameter(module, name, param):
+        if param is not None:
+            param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+        register_parameter(module, name, param)
+
+    def buffer(module, name, tensor, persistent=True):
+        register_buffer(module, name, tensor.to("meta") if tensor is not None else None, persistent)
+
+    nn.Module.register_parameter, nn.Module.register_buffer = parameter, buffer
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
 
 
 def registry_target(name: str, input_size: tuple[int, int, int] | None, data_shape: tuple[int, int] | None,
