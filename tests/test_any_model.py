@@ -277,3 +277,22 @@ def test_a_bad_model_source_is_refused_before_any_import(tiny_run, tmp_path, fie
     torch.save(saved, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match=f"model.source.{field}"):
         load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_a_checkpoint_cannot_make_cnnkit_call_an_installed_function(tiny_run, tmp_path):
+    """shutil.py's sha256 is public: a crafted checkpoint naming shutil:rmtree with path=... must not run it."""
+    import shutil
+
+    from cnnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint
+    from cnnkit.errors import ModelError
+    from cnnkit.models.user_code import sha256_of
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    saved = torch.load(tiny_run() / "best.pt", weights_only=True)
+    saved["model"].update(name="shutil:rmtree", args={"path": str(victim)}, source={
+        "kind": "module", "ref": "shutil", "attr": "rmtree", "path": shutil.__file__, "sha256": sha256_of(shutil.__file__)})
+    torch.save(saved, tmp_path / "crafted.pt")
+    with pytest.raises(ModelError, match="refusing to call shutil:rmtree"):
+        model_from_checkpoint(load_checkpoint(tmp_path / "crafted.pt"))
+    assert victim.is_dir()

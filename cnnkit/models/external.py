@@ -181,6 +181,8 @@ def user_spec(name: str, expected_sha256: str | None = None, model_file: str | P
     if key not in _LOADED:  # one import per file content: train asks for the spec more than once
         _LOADED[key] = load_object(ref, file if model_file or ref.kind == "file" else None)
     target = _LOADED[key]
+    if expected_sha256 is not None and model_file is None:
+        check_callable_from_checkpoint(target, ref, file)
     source = {"kind": ref.kind, "ref": ref.where, "attr": ref.attr, "path": str(file), "sha256": digest}
 
     def pretrained(num_classes: int, image_size: int, **kwargs) -> nn.Module:  # it loads its own weights
@@ -195,6 +197,23 @@ def user_spec(name: str, expected_sha256: str | None = None, model_file: str | P
         pretrained_preprocessing=Preprocessing(resize=256, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD),
     )
     return spec
+
+
+def check_callable_from_checkpoint(target, ref, file: Path) -> None:
+    """A checkpoint names what to call and with which --model-arg's; a crafted one could name any installed
+    function whose file's sha256 is public (shutil.rmtree, with path=...). From a checkpoint alone cnnkit
+    calls only an nn.Module class, or a function defined in the user's own file, outside the installed code."""
+    import inspect
+    import sys
+
+    if inspect.isclass(target) and issubclass(target, nn.Module):
+        return
+    installed = [Path(p).resolve() for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}]
+    own = inspect.isfunction(target) and Path(inspect.getsourcefile(target) or "").resolve() == file.resolve()
+    if own and not any(file.resolve().is_relative_to(root) for root in installed):
+        return
+    raise ModelError(f"refusing to call {ref.name} from a checkpoint: it is not an nn.Module class or a function "
+                     "of your own model file", "pass --model-file FILE to rebuild it from a file you trust")
 
 
 def spec_from_source(name: str, source: dict, model_file: str | Path | None = None) -> ModelSpec:

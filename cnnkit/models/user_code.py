@@ -20,9 +20,6 @@ from typing import Callable
 
 from cnnkit.errors import ModelError
 
-KINDS = ("file", "module")
-
-
 @dataclass(frozen=True)
 class UserRef:
     """Where a user model lives: a .py file or an importable module, and the name in it."""
@@ -34,12 +31,6 @@ class UserRef:
     @property
     def name(self) -> str:
         return f"{self.where}:{self.attr}"
-
-
-def is_user_ref(name: str) -> bool:
-    """`x.py:Name` or `pkg.mod:Name` (torchvision: and timm: are the zoos, not user code)."""
-    prefix, sep, attr = name.rpartition(":")
-    return bool(sep and prefix and attr) and prefix.lower() not in ("torchvision", "timm")
 
 
 def parse_user_ref(name: str) -> UserRef:
