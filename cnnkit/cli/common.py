@@ -234,3 +234,6 @@ CacheDirOption = Annotated[
 CacheOption = Annotated[
     bool, typer.Option("--cache/--no-cache", help="Read and write the decode cache (--no-cache: decode every time).")
 ]
+
+# A checkpoint of a user's model is rebuilt from its recorded file; --model-file names another one.
+ModelFileOption = Annotated[Optional[Path], typer.Option("--model-file", help="For a checkpoint of your own model: import it from this .py file (instead of the recorded one, which must be unchanged).", show_default=False)]

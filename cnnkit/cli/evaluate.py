@@ -8,8 +8,10 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from cnnkit.cli.app import app
-from cnnkit.cli.common import MAX_BATCH_SIZE, DeviceOption, JsonOption, QuietOption, Split, handle_errors, print_json, stdout_console
-from cnnkit.cli.common import CacheDirOption, CacheOption
+from cnnkit.cli.common import (
+    MAX_BATCH_SIZE, CacheDirOption, CacheOption, DeviceOption, JsonOption, ModelFileOption, QuietOption, Split, handle_errors,
+    print_json, stdout_console,
+)
 
 # Beyond this many classes the confusion table is too wide for a terminal; JSON and the PNG still have it.
 MAX_TABLE_CLASSES = 20
@@ -38,6 +40,7 @@ def evaluate(
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", envvar="CNNKIT_DATA", help="Root for catalog datasets; default: the one used in training.")] = None,
     cache_dir: CacheDirOption = None,
     cache: CacheOption = True,
+    model_file: ModelFileOption = None,
     device: DeviceOption = "auto",
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -51,6 +54,7 @@ def evaluate(
     evaluation = evaluate_checkpoint(
         checkpoint, dataset=dataset, split=split.value if split else None, data_dir=data_dir,
         top_k=top_k, batch_size=batch_size, device=device, reporter=reporter, cache_dir=cache_dir, cache=cache,
+        model_file=model_file,
     )
     mistakes = worst_mistakes(evaluation, worst)
     document = evaluation_document(evaluation, mistakes)

@@ -69,6 +69,8 @@ def finetune(
     tensorboard: opt.Tensorboard = False,
     val_limit: opt.ValLimit = None,
     cache_dir: CacheDirOption = None,
+    model_args: opt.ModelArgs = None,
+    image_size: opt.ImageSize = None,
     data_dir: DataDirOption = "data",
     device: DeviceOption = "auto",
     seed: SeedOption = 0,

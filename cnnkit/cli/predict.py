@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from cnnkit.cli.app import app
-from cnnkit.cli.common import DeviceOption, JsonOption, handle_errors, print_json, stdout_console
+from cnnkit.cli.common import DeviceOption, ModelFileOption, JsonOption, handle_errors, print_json, stdout_console
 
 CSV_COLUMNS = ("path", "rank", "label", "index", "probability", "error")
 DEFAULT_TOP_K = 5  # for the table and JSON; CSV gives one row per image (the top class) unless --top-k is given
@@ -33,6 +33,7 @@ def predict(
     csv_output: Annotated[bool, typer.Option("--csv", help="Print CSV: one row per image and rank.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 64,
     workers: Annotated[int, typer.Option("--workers", min=0, help="Processes decoding images ahead of the model; helps with large photos on idle cores. 0: decode in this process.")] = 0,
+    model_file: ModelFileOption = None,
     device: DeviceOption = "auto",
     json_output: JsonOption = False,
 ) -> None:
@@ -46,7 +47,7 @@ def predict(
     from cnnkit.reporting import Reporter
 
     paths = collect_inputs(inputs)
-    classifier = open_classifier(model, resolve_device(device))
+    classifier = open_classifier(model, resolve_device(device), model_file)
     if top_k is None:  # the default is no request: no note that a 2-class model has fewer than 5 classes
         top_k = 1 if csv_output else min(DEFAULT_TOP_K, len(classifier.classes))
     plan = plan_batches(len(paths), len(classifier.classes), top_k=top_k, batch_size=batch_size, workers=workers)

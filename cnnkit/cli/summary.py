@@ -9,7 +9,7 @@ import typer
 
 from cnnkit.cli.app import app
 from cnnkit.limits import MAX_CLASSES
-from cnnkit.cli.common import DataDirOption, JsonOption, handle_errors, print_json
+from cnnkit.cli.common import DataDirOption, JsonOption, ModelFileOption, handle_errors, print_json
 
 
 @app.command(
@@ -30,7 +30,8 @@ def summary(
     depth: Annotated[int, typer.Option("--depth", min=0, max=10, help="Nesting depth of the table.")] = 3,
     freeze_backbone: Annotated[bool, typer.Option("--freeze-backbone", help="New head, frozen backbone: the counts finetune trains with.")] = False,
     explain: Annotated[bool, typer.Option("--explain", help="Walk the conv and pool layers with (W - F + 2P) / S + 1 filled in.")] = False,
-    list_all: Annotated[bool, typer.Option("--list", help="List every registered model.")] = False,
+    list_all: Annotated[bool, typer.Option("--list", help="List the built-in models; `--list torchvision` or `--list timm` lists that zoo.")] = False,
+    model_file: ModelFileOption = None,
     data_dir: DataDirOption = Path("data"),
     json_output: JsonOption = False,
 ) -> None:
@@ -40,6 +41,10 @@ def summary(
     from cnnkit.reporting import Reporter
 
     if list_all:
+        if model is not None:  # `--list torchvision`: the flag takes no value, so the zoo is MODEL
+            rows = core.zoo_models(model.lower())
+            print_json(rows) if json_output else _print_zoo(model.lower(), rows)
+            return
         rows = core.registered_models()
         print_json(rows) if json_output else _print_models(rows)
         return
@@ -52,7 +57,7 @@ def summary(
         from cnnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint
 
         saved = load_checkpoint(checkpoint)
-        target = core.checkpoint_target(saved, model_from_checkpoint(saved), fed, freeze_backbone)
+        target = core.checkpoint_target(saved, model_from_checkpoint(saved, model_file), fed, freeze_backbone, model_file)
         if model is not None and core.get_spec(model).name != target.name:
             raise UsageError(f"the checkpoint holds '{target.name}', not '{model}'", "leave MODEL out with --checkpoint")
     elif model is None:
@@ -130,4 +135,29 @@ def _print_models(rows: list[dict]) -> None:
         native = f"{row['native_size']}x{row['native_size']}" if row["native_size"] else "any"
         default = "x".join(map(str, row["default_input"]))
         table.add_row(row["name"], ", ".join(row["aliases"]) or "-", native, f"{row['params']:,} ({default})", row["weights"] or "-")
+    wide_console().print(table)
+    print(OTHER_SOURCES)
+
+
+OTHER_SOURCES = ("also: torchvision:NAME (`cnnkit summary --list torchvision`), timm:NAME (`--list timm`, "
+                 'needs `pip install "cnnkit[timm]"`), and your own FILE.py:NAME or package.module:NAME')
+
+
+def _print_zoo(zoo: str, rows: list[dict]) -> None:
+    from rich.table import Table
+
+    from cnnkit.cli.inspect import wide_console
+
+    table = Table(title=f"{zoo} models ({len(rows)})")
+    if zoo == "torchvision":
+        for column in ("model", "native input", "params", "ImageNet acc@1", "weights"):
+            table.add_column(column, justify="right" if column in ("params", "ImageNet acc@1") else "left")
+        for row in rows:
+            table.add_row(row["name"], f"{row['native_size']}x{row['native_size']}", f"{row['params']:,}" if row["params"] else "-",
+                          f"{row['imagenet_acc1']}" if row["imagenet_acc1"] else "-", row["weights"])
+    else:
+        table.add_column("model")
+        table.add_column("pretrained weights (tags)")
+        for row in rows:
+            table.add_row(row["name"], ", ".join(row["pretrained_tags"]) or "-")
     wide_console().print(table)

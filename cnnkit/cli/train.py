@@ -61,6 +61,8 @@ def train(
     val_limit: opt.ValLimit = None,
     cache_dir: CacheDirOption = None,
     cache: CacheOption = True,
+    model_args: opt.ModelArgs = None,
+    image_size: opt.ImageSize = None,
     data_dir: DataDirOption = "data",
     device: DeviceOption = "auto",
     seed: SeedOption = 0,

@@ -137,3 +137,48 @@ Patience = Annotated[Optional[int], typer.Option("--patience", min=1, help="Stop
 Tensorboard = Annotated[bool, typer.Option("--tensorboard", help="Also write TensorBoard event files to RUN/tb/ (needs cnnkit[tensorboard]).")]
 # ---- real folders (part H4) ----------------------------------------------------------------------------------
 ValLimit = Annotated[Optional[int], typer.Option("--val-limit", min=1, help="Validate on at most this many images, drawn across classes (default: with --limit, the same share of the validation images).", show_default=False)]
+# H1 any model: --image-size and --model-arg (issue 20)
+def _image_size(value: Optional[str]) -> Optional[list]:
+    """`N` or `H,W` -> [H, W], within the bounds every checkpoint is checked against."""
+    if value is None:
+        return None
+    from cnnkit.limits import MAX_PIXELS, MAX_SIDE
+
+    parts = [p.strip() for p in value.replace("x", ",").split(",")]
+    if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
+        raise typer.BadParameter(f"{value!r} is not N or H,W (e.g. 32 or 224,224)")
+    height, width = (int(parts[0]),) * 2 if len(parts) == 1 else map(int, parts)
+    if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE) or height * width > MAX_PIXELS:
+        raise typer.BadParameter(f"{value} is outside 1 to {MAX_SIDE} a side, {MAX_PIXELS:,} pixels in all")
+    return [height, width]
+
+
+def parse_model_value(text: str):
+    """A --model-arg value as the builder wants it: bool, int, float, else the string itself."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            number = kind(text)
+        except ValueError:
+            continue
+        if kind is float and number != number or number in (float("inf"), float("-inf")):
+            raise typer.BadParameter(f"{text!r} is not a finite number")
+        return number
+    return text
+
+
+def parse_model_args(values: Optional[list]) -> dict:
+    """--model-arg KEY=VALUE ... as the dict TrainConfig.model_args holds (Typer keeps a list option a list)."""
+    args = {}
+    for item in values or []:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key.isidentifier():
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE with KEY a Python name (e.g. hidden=256)")
+        args[key] = parse_model_value(text.strip())
+    return args
+
+
+ImageSize = Annotated[Optional[str], typer.Option("--image-size", callback=_image_size, help="Feed the model N x N images (or H,W), whatever its native size; stored in the checkpoint.", show_default=False)]
+ModelArgs = Annotated[Optional[list[str]], typer.Option("--model-arg", callback=parse_model_args, help="KEY=VALUE passed to the model's builder (repeatable; int, float, true/false or text).", show_default=False)]

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from cnnkit.cli.app import app
-from cnnkit.cli.common import DataDirOption, JsonOption, handle_errors, print_json
+from cnnkit.cli.common import DataDirOption, JsonOption, ModelFileOption, handle_errors, print_json
 
 
 @app.command(
@@ -29,6 +29,7 @@ def visualize_filter(
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Draw a trained model's filters instead (checkpoint or run directory).", show_default=False)] = None,
     layer: Annotated[Optional[str], typer.Option("--layer", help="Conv layer to draw: a module name from `cnnkit summary`, or convN (default: the first).", show_default=False)] = None,
     image: Annotated[Optional[Path], typer.Option("--image", help="Also draw this image's feature maps at the layer.", show_default=False)] = None,
+    model_file: ModelFileOption = None,
     data_dir: DataDirOption = Path("data"),
     json_output: JsonOption = False,
 ) -> None:
@@ -40,7 +41,7 @@ def visualize_filter(
             raise UsageError("--layer and --image draw a trained model's filters; they need --checkpoint")
         document = _kernel_figure(kernel, dataset, count, data_dir, out)
     else:
-        document = _learned_figure(checkpoint, layer, image, out)
+        document = _learned_figure(checkpoint, layer, image, out, model_file)
     if json_output:
         print_json(document)
     else:
@@ -64,7 +65,8 @@ def _kernel_figure(kernel_text: str, dataset: str, count: int, data_dir: Path, o
             "input_shape": list(inputs.shape[1:]), "output_shape": list(filtered.shape[1:])}
 
 
-def _learned_figure(checkpoint_path: Path, layer_name: str | None, image_path: Path | None, out: Path) -> dict:
+def _learned_figure(checkpoint_path: Path, layer_name: str | None, image_path: Path | None, out: Path,
+                    model_file: Path | None = None) -> dict:
     import torch
 
     from cnnkit.data.images import load_image
@@ -72,7 +74,7 @@ def _learned_figure(checkpoint_path: Path, layer_name: str | None, image_path: P
     from cnnkit.viz.filters import feature_maps, find_conv_layer, plot_learned_filters
 
     checkpoint = load_checkpoint(checkpoint_path)
-    model = model_from_checkpoint(checkpoint)
+    model = model_from_checkpoint(checkpoint, model_file)
     label, name, layer = find_conv_layer(model, layer_name, checkpoint["model"]["name"])
     title = f"{checkpoint['model']['name']}: {label} ({name})"
     image = maps = None

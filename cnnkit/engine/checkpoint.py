@@ -75,15 +75,31 @@ def load_checkpoint(path: str | Path, prefer: str = "best", resume: bool | None 
     return checkpoint
 
 
-def build_model(name: str, kwargs: dict):
-    """Rebuild a model from a checkpoint's model section (without its weights)."""
-    from cnnkit.models import get_model, get_spec
-    from cnnkit.models.backbones import finetune_architecture
+def build_model(name: str, kwargs: dict, section: dict | None = None, model_file=None):
+    """Rebuild a model from a checkpoint's model section (without its weights).
 
+    An open source (torchvision:, timm:, a user's file) is rebuilt from `section["source"]`; a user's code is
+    imported only from the file with the recorded sha256, or from `model_file` the user names.
+    """
+    from cnnkit.models import get_spec
+    from cnnkit.models.backbones import finetune_architecture
+    from cnnkit.models.external import spec_from_source
+    from cnnkit.models.registry import call_builder
+    from cnnkit.models.surgery import new_layer_like
+
+    section = section or {}
     kwargs = dict(kwargs)
+    source = section.get("source")
+    spec = spec_from_source(name, source, model_file) if source else get_spec(name)
     if kwargs.pop("arch", "cnnkit") == "torchvision":  # finetune's: torchvision's architecture with a new head
-        return finetune_architecture(get_spec(name), kwargs["num_classes"])
-    return get_model(name, **kwargs)
+        return finetune_architecture(spec, kwargs["num_classes"])
+    model = call_builder(spec, args=section.get("args"), **kwargs)
+    head = section.get("head")  # finetune of a model without torchvision weights: its head was replaced
+    if head:
+        old = model.get_submodule(head)
+        if getattr(old, "out_features", getattr(old, "out_channels", None)) != kwargs["num_classes"]:
+            model.set_submodule(head, new_layer_like(old, kwargs["num_classes"]))
+    return model
 
 
 def load_model_weights(model, checkpoint: dict) -> None:
@@ -99,22 +115,33 @@ def load_model_weights(model, checkpoint: dict) -> None:
         ) from None
 
 
-def model_from_checkpoint(checkpoint: dict):
-    """The trained model, in eval mode, on the CPU."""
+def model_from_checkpoint(checkpoint: dict, model_file=None):
+    """The trained model, in eval mode, on the CPU. `model_file`: --model-file, the user's code to use."""
     from cnnkit.models.layouts import checkpoint_layout
 
     section = checkpoint["model"]
     try:
         # A checkpoint of a model's older layout records none: its weights' names say which (layouts.py).
-        model = build_model(section["name"], {**checkpoint_layout(section["name"], section["state_dict"]), **section["kwargs"]})
-    except (ValueError, RuntimeError, TypeError) as exc:  # sizes within bounds that this architecture still cannot take
+        kwargs = {**checkpoint_layout(section["name"], section["state_dict"]), **section["kwargs"]}
+        model = build_model(section["name"], kwargs, section, model_file)
+    except (ValueError, RuntimeError, TypeError, AttributeError) as exc:  # sizes within bounds that this architecture still cannot take
         raise CheckpointError(
             f"model '{section['name']}' cannot be built as {checkpoint.get('path', 'the checkpoint')} describes it "
             f"({section['kwargs']}): {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
             "the file was not written by cnnkit, or was edited since; use a checkpoint its run wrote",
         ) from None
     load_model_weights(model, checkpoint)
+    if "source" in section or "args" in section or _chosen_size(checkpoint) is not None:
+        # Not a built-in at its native size: one batch proves the rebuilt model takes the recorded input.
+        from cnnkit.models.surgery import check_output
+
+        check_output(model, section["name"], tuple(checkpoint["data"]["input_size"]),
+                     section["kwargs"]["num_classes"], CheckpointError)
     return model.eval()
+
+
+def _chosen_size(checkpoint: dict):
+    return (checkpoint.get("train", {}).get("config") or {}).get("image_size")
 
 
 def transform_from_checkpoint(checkpoint: dict, device, channels_last: bool = False):
@@ -124,3 +151,15 @@ def transform_from_checkpoint(checkpoint: dict, device, channels_last: bool = Fa
     return BatchTransform(
         data["mean"], data["std"], data["input_size"][0], data["input_size"][1], (), device, channels_last
     )
+
+
+def verified_model_name(checkpoint: dict, model_file=None) -> str:
+    """The model name a resumed run rebuilds from; a user's file is checked against its recorded sha256 first
+    (and the name is the recorded absolute one, whatever the directory --resume runs in)."""
+    section = checkpoint["model"]
+    source = section.get("source")
+    if source and source.get("kind") in ("file", "module"):
+        from cnnkit.models.external import spec_from_source
+
+        return spec_from_source(section["name"], source, model_file).name
+    return checkpoint["train"]["config"].get("model", section["name"])

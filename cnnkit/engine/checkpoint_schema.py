@@ -55,22 +55,37 @@ def _check(checkpoint: dict, resume: bool) -> None:
     model = _section(checkpoint, "model")
     data = _section(checkpoint, "data")
     train = _section(checkpoint, "train")
-    spec, kwargs = _check_model(model)
+    spec, kwargs = _check_model(model, _chosen_size(train))
     _check_data(data, kwargs, spec)
     _check_train(train, resume)
 
 
-def _check_model(model: dict):
+def _chosen_size(train) -> int | None:
+    """The side --image-size chose for the run, if its config says so (the config itself is checked later)."""
+    config = train.get("config") if isinstance(train, dict) else None
+    size = config.get("image_size") if isinstance(config, dict) else None
+    if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in size):
+        return size[0]
+    return None
+
+
+def _check_model(model: dict, chosen_size: int | None = None):
     from cnnkit.errors import ModelError
     from cnnkit.models import get_spec
 
     name = _get(model, "name", "model.name")
-    if not isinstance(name, str):
+    if not isinstance(name, str) or len(name) > MAX_TEXT:
         raise SchemaError("model.name", f"is {_kind(name)}, not a model name")
-    try:
-        spec = get_spec(name)
-    except ModelError:
-        raise SchemaError("model.name", f"'{name}' is not a model this cnnkit knows") from None
+    if "args" in model:
+        _check_model_args(model["args"])
+    if "source" in model or ":" in name:
+        # An open source (torchvision:, timm:, a user's file): checked as plain values here, never imported.
+        spec = _check_source(_get(model, "source", "model.source"))
+    else:
+        try:
+            spec = get_spec(name)
+        except ModelError:
+            raise SchemaError("model.name", f"'{name}' is not a model this cnnkit knows") from None
     kwargs = _get(model, "kwargs", "model.kwargs")
     if not isinstance(kwargs, dict):
         raise SchemaError("model.kwargs", f"is {_kind(kwargs)}, not a dict")
@@ -80,15 +95,18 @@ def _check_model(model: dict):
     arch = kwargs.get("arch", "cnnkit")
     if arch not in ARCHS:
         raise SchemaError("model.kwargs.arch", f"must be one of {', '.join(ARCHS)}")
-    if arch == "torchvision" and spec.weights is None:
+    if arch == "torchvision" and spec is not None and spec.weights is None:
         raise SchemaError("model.kwargs.arch", f"torchvision has no '{spec.name}'")
     channels = _integer(_get(kwargs, "in_channels", "model.kwargs.in_channels"), "model.kwargs.in_channels", 1, MAX_CHANNELS)
-    if spec.channels is not None and channels != spec.channels:
+    if spec is not None and spec.channels is not None and channels != spec.channels:
         raise SchemaError("model.kwargs.in_channels", f"is {channels}; {spec.name} takes {spec.channels}")
     _integer(_get(kwargs, "num_classes", "model.kwargs.num_classes"), "model.kwargs.num_classes", 1, MAX_CLASSES)
     side = _integer(_get(kwargs, "image_size", "model.kwargs.image_size"), "model.kwargs.image_size", 1, MAX_SIDE)
-    if arch == "cnnkit" and spec.native_size is not None and side != spec.native_size:
-        raise SchemaError("model.kwargs.image_size", f"is {side}; {spec.name} is built for {spec.native_size}")
+    built_for = chosen_size or (spec.native_size if spec is not None else None)  # --image-size overrides
+    if arch == "cnnkit" and built_for is not None and side != built_for:
+        raise SchemaError("model.kwargs.image_size", f"is {side}; {spec.name if spec else name} is built for {built_for}")
+    if "head" in model and not (isinstance(model["head"], str) and 0 < len(model["head"]) <= MAX_TEXT):
+        raise SchemaError("model.head", f"is {_kind(model['head'])}, not a module path")
     state = _get(model, "state_dict", "model.state_dict")
     if not isinstance(state, dict) or not state:
         raise SchemaError("model.state_dict", f"is {_kind(state)}, not a dict of tensors")
@@ -98,6 +116,44 @@ def _check_model(model: dict):
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise SchemaError(f"model.state_dict.{key}", "holds NaN or infinite weights (the run that wrote it diverged)")
     return spec, kwargs
+
+
+MAX_TEXT = 4096  # a path, a module name, a --model-arg string: far past any real one
+MAX_MODEL_ARGS = 64
+SOURCE_KINDS = ("torchvision", "timm", "file", "module")
+
+
+def _check_model_args(args) -> None:
+    """--model-arg values: a few names with plain values, nothing a builder could be surprised by."""
+    if not isinstance(args, dict) or len(args) > MAX_MODEL_ARGS:
+        raise SchemaError("model.args", f"is {_kind(args)}, not a dict of up to {MAX_MODEL_ARGS} arguments")
+    for key, value in args.items():
+        if not isinstance(key, str) or not key.isidentifier() or len(key) > 64:
+            raise SchemaError("model.args", f"has the key {_kind(key)}, not an argument name")
+        plain = (isinstance(value, (bool, int)) or (isinstance(value, float) and math.isfinite(value))
+                 or (isinstance(value, str) and len(value) <= MAX_TEXT))
+        if not plain or (isinstance(value, int) and not -(1 << 62) <= value <= 1 << 62):
+            raise SchemaError(f"model.args.{key}", f"is {_kind(value)}, not a bool, number or short string")
+
+
+def _check_source(source) -> None:
+    """Where an open-source model comes from; for user code, the file and its sha256 (checked on import)."""
+    if not isinstance(source, dict):
+        raise SchemaError("model.source", f"is {_kind(source)}, not a dict")
+    kind = _get(source, "kind", "model.source.kind")
+    if kind not in SOURCE_KINDS:
+        raise SchemaError("model.source.kind", f"is {_kind(kind)}, not one of {', '.join(SOURCE_KINDS)}")
+    required = ("ref",) if kind in ("torchvision", "timm") else ("ref", "attr", "path", "sha256")
+    for key in required:
+        value = _get(source, key, f"model.source.{key}")
+        if not isinstance(value, str) or not 0 < len(value) <= MAX_TEXT or "\0" in value:
+            raise SchemaError(f"model.source.{key}", f"is {_kind(value)}, not a short string")
+    if kind in ("file", "module"):
+        if not source["attr"].isidentifier():
+            raise SchemaError("model.source.attr", f"is {_kind(source['attr'])}, not a Python name")
+        if len(source["sha256"]) != 64 or any(c not in "0123456789abcdef" for c in source["sha256"]):
+            raise SchemaError("model.source.sha256", "is not a sha256 hex digest")
+    return None
 
 
 def _check_data(data: dict, kwargs: dict, spec) -> None:

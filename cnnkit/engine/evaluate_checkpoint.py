@@ -113,6 +113,7 @@ def evaluate_checkpoint(
     reporter: Reporter = QUIET,
     cache_dir: str | Path | None = None,
     cache: bool = True,
+    model_file: str | Path | None = None,
 ) -> Evaluation:
     """Load a checkpoint (a run directory means its best.pt) and evaluate it on one split.
 
@@ -152,7 +153,7 @@ def evaluate_checkpoint(
         reporter.note(f"note: {note}")
     reporter.skipped(loaded.skipped)
 
-    model = model_from_checkpoint(checkpoint).to(torch_device)
+    model = model_from_checkpoint(checkpoint, model_file).to(torch_device)
     transform = transform_from_checkpoint(checkpoint, torch_device)
     batches = make_batches(
         chosen, channels=loaded.channels, size=loaded.size, device=torch_device, shuffle=False,

@@ -29,7 +29,7 @@ from cnnkit.errors import ModelError, UsageError
 from cnnkit.models import get_spec
 from cnnkit.models.backbones import build_pretrained, weights_path
 from cnnkit.models.registry import ModelSpec, pretrained_models
-from cnnkit.models.surgery import parameter_counts, replace_head, set_frozen
+from cnnkit.models.surgery import check_output, find_head, head_of, parameter_counts, replace_head, set_frozen
 
 # Head epochs when neither --head-epochs nor --epochs is given. A features
 # epoch is a pass of a linear layer over cached vectors, so it can afford more.
@@ -40,10 +40,11 @@ UNFREEZE_LR_FACTOR = 0.1
 # ---- the model: backbone, head, freezing ----------------------------------------------
 def pretrained_spec(name: str) -> ModelSpec:
     spec = get_spec(name)
-    if spec.weights is None:
+    if not spec.can_finetune:
         raise ModelError(
             f"model '{spec.name}' has no ImageNet weights to fine-tune",
-            f"finetune works with {', '.join(pretrained_models())}; use `cnnkit train` for the others",
+            f"finetune works with {', '.join(pretrained_models())}, torchvision:NAME, timm:NAME and your own "
+            "FILE.py:NAME that loads its weights; use `cnnkit train` for the others",
         )
     return spec
 
@@ -116,11 +117,23 @@ class NewHead(ModelSource):
 
     def load(self) -> None:
         cfg, spec = self.cfg, self.spec
-        self.weights = weights_path(spec, cfg.weights)
-        self.model = build_pretrained(spec, weights_file=cfg.weights)
-        # The weights' own preprocessing: resize 256, center crop 224, ImageNet mean/std.
+        if spec.weights is not None:  # a torchvision weights enum: its file in the torch hub cache
+            self.weights = weights_path(spec, cfg.weights)
+            self.model = build_pretrained(spec, weights_file=cfg.weights)
+        else:  # timm (its Hugging Face cache) or a user's file (it loads its own weights): built with the head
+            if cfg.weights:
+                raise UsageError(f"--weights loads a torchvision state_dict; {spec.name} brings its own weights",
+                                 "drop --weights (a user's model file loads its weights itself)")
+            source = spec.source or {}
+            self.weights = Path(source["path"]) if "path" in source else None  # the user's file, for the cache key
+            self.model = None
+        # The weights' own preprocessing: resize 256, center crop 224, ImageNet mean/std; --image-size N
+        # crops N instead and resizes in the same proportion.
         preset = spec.preprocessing
-        self.crop, self.resize, self.mean, self.std = preset.crop, preset.resize, list(preset.mean), list(preset.std)
+        self.crop, self.resize = preset.crop, preset.resize
+        if self.chosen_size:
+            self.crop, self.resize = self.chosen_size, round(self.chosen_size * preset.resize / preset.crop)
+        self.mean, self.std = list(preset.mean), list(preset.std)
 
     def decode_size(self) -> tuple[int, int | None]:
         return self.crop, self.resize
@@ -129,14 +142,29 @@ class NewHead(ModelSource):
         return 3, self.crop
 
     def build(self, in_channels: int, num_classes: int, input_size: int) -> nn.Module:
-        replace_head(self.model, self.spec, num_classes)
-        self.head_name = self.spec.new_head
+        if self.model is None:
+            self.model = self.spec.pretrained(num_classes, image_size=input_size, **self.cfg.model_args)
+            self.head_name = find_head(self.model)
+            head = self.model.get_submodule(self.head_name)
+            if getattr(head, "out_features", getattr(head, "out_channels", None)) != num_classes:
+                replace_head(self.model, self.spec, num_classes, self.head_name)
+        else:
+            self.head_name = head_of(self.model, self.spec)
+            replace_head(self.model, self.spec, num_classes, self.head_name)
         self.head = self.model.get_submodule(self.head_name)
+        check_output(self.model, self.spec.name, (3, input_size, input_size), num_classes)
         self.counts = phase_counts(self.model, self.head, self.phases())
         return self.model
 
     def model_kwargs(self, in_channels: int, num_classes: int, input_size: int) -> dict:
-        return {**super().model_kwargs(in_channels, num_classes, input_size), "arch": "torchvision"}
+        kwargs = super().model_kwargs(in_channels, num_classes, input_size)
+        return {**kwargs, "arch": "torchvision"} if self.spec.weights is not None else kwargs
+
+    def model_section(self, in_channels: int, num_classes: int, input_size: int) -> dict:
+        section = super().model_section(in_channels, num_classes, input_size)
+        if self.spec.weights is None:  # rebuilt from the builder, then this layer made num_classes wide
+            section["head"] = self.head_name
+        return section
 
     def normalisation(self, train_split, channels: int) -> tuple[list[float], list[float]]:
         return self.mean, self.std
@@ -157,7 +185,10 @@ class NewHead(ModelSource):
                           f"{row['trainable']:,} trainable, {row['frozen']:,} frozen parameters")
 
     def extra_train(self) -> dict:
-        return {"finetune": {"mode": self.cfg.finetune_mode, "weights": str(self.weights), "head": self.head_name,
+        weights = str(self.weights) if self.spec.weights is not None or self.weights is None else f"loaded by {self.weights}"
+        if self.spec.weights is None and self.weights is None:
+            weights = f"{self.spec.name} pretrained (Hugging Face cache)"
+        return {"finetune": {"mode": self.cfg.finetune_mode, "weights": weights, "head": self.head_name,
                              "phases": self.counts}}
 
 
@@ -187,10 +218,15 @@ class CachedFeatures(NewHead):
         cfg = self.cfg
         amp = default_amp(cfg.amp, device)
         use_cache = cfg.cache and not (cfg.memory_budget and parse_bytes(cfg.memory_budget) == 0)  # --no-cache
+        use_cache = use_cache and self.weights is not None  # timm's weights: no file of ours to key the cache by
         preprocessing = {"mean": self.mean, "std": self.std, "crop": self.crop, "resize": self.resize,
                          "size": list(dataset.size)}
-        key = feature_cache_key(cfg.model, self.weights, preprocessing, *splits, amp)
-        cache = _feature_cache_dir(cfg, dataset) / f"features-{key}.pt" if use_cache else None
+        if cfg.model_args:
+            preprocessing["model_args"] = sorted(cfg.model_args.items())
+        cache = None
+        if use_cache:
+            key = feature_cache_key(cfg.model, self.weights, preprocessing, *splits, amp)
+            cache = _feature_cache_dir(cfg, dataset) / f"features-{key}.pt"
         cached = load_cached_features(cache) if use_cache else None
         if cached is not None:
             reporter.note(f"features: reusing {cache}")

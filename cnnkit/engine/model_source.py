@@ -22,6 +22,7 @@ from cnnkit.engine.trainer import Phase
 from cnnkit.errors import UsageError
 from cnnkit.models import get_model, get_spec, initialise
 from cnnkit.models.registry import ModelSpec, input_channels_for, input_size_for
+from cnnkit.models.surgery import check_output
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -37,6 +38,17 @@ def run_batches(cfg: TrainConfig, train_split, val_split, *, channels: int, size
     return train, val
 
 
+def chosen_side(image_size: list | None) -> int | None:
+    """--image-size as one side. cnnkit's batches are square, so H,W must be equal for now."""
+    if not image_size:
+        return None
+    height, width = image_size
+    if height != width:
+        raise UsageError(f"--image-size {height},{width} is not square; cnnkit feeds models square images",
+                         f"give one side, e.g. --image-size {max(height, width)}")
+    return int(height)
+
+
 class ModelSource:
     """What prepare asks of a model source; each default is what a model trained from scratch does."""
 
@@ -47,6 +59,8 @@ class ModelSource:
         self.cfg = cfg
         self.validate()
         self.spec: ModelSpec = self.find_spec()
+        if (self.spec.source or {}).get("kind") == "file":
+            cfg.model = self.spec.name  # the file's absolute path: --resume finds it from any directory
 
     def validate(self) -> None:
         if self.cfg.epochs < 1:
@@ -58,20 +72,37 @@ class ModelSource:
     def load(self) -> None:
         """Read what must be read before the data, so that a missing or bad file fails first."""
 
+    @property
+    def chosen_size(self) -> int | None:
+        """The side --image-size asked for (one side: a square input), else None."""
+        return chosen_side(self.cfg.image_size)
+
     def decode_size(self) -> tuple[int, int | None]:
         """(the largest side images are decoded at, the side they are resized to first, if any)."""
-        return self.spec.native_size or self.spec.default_size, None
+        return self.chosen_size or self.spec.native_size or self.spec.default_size, None
 
     def input_shape(self, dataset) -> tuple[int, int]:
-        """(channels, side) the model is fed."""
-        return input_channels_for(self.spec, dataset.channels), input_size_for(self.spec, dataset.size[0])
+        """(channels, side) the model is fed: --image-size, else the model's native size or the data's."""
+        side = self.chosen_size or input_size_for(self.spec, dataset.size[0])
+        return input_channels_for(self.spec, dataset.channels), side
 
     def build(self, in_channels: int, num_classes: int, input_size: int) -> nn.Module:
-        return initialise(get_model(self.spec.name, in_channels=in_channels, num_classes=num_classes,
-                                    image_size=input_size), self.cfg.init, self.cfg.init_bias)
+        model = initialise(get_model(self.spec.name, in_channels=in_channels, num_classes=num_classes,
+                                     image_size=input_size, fixed_size=True, **self.cfg.model_args), self.cfg.init, self.cfg.init_bias)
+        check_output(model, self.spec.name, (in_channels, input_size, input_size), num_classes)
+        return model
 
     def model_kwargs(self, in_channels: int, num_classes: int, input_size: int) -> dict:
         return {"in_channels": in_channels, "num_classes": num_classes, "image_size": input_size}
+
+    def model_section(self, in_channels: int, num_classes: int, input_size: int) -> dict:
+        """The checkpoint's model section, less the weights: what evaluate and predict rebuild it from."""
+        section = {"name": self.spec.name, "kwargs": self.model_kwargs(in_channels, num_classes, input_size)}
+        if self.cfg.model_args:
+            section["args"] = dict(self.cfg.model_args)
+        if self.spec.source is not None:
+            section["source"] = dict(self.spec.source)
+        return section
 
     def normalisation(self, train_split, channels: int) -> tuple[list[float], list[float]]:
         """(mean, std) per channel of the data, by --normalize (engine/normalize.py); the checkpoint records them."""

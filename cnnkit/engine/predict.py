@@ -298,7 +298,7 @@ class PretrainedDecoder:
 class CheckpointClassifier:
     """A cnnkit checkpoint: its model, and the preprocessing it was trained with."""
 
-    def __init__(self, checkpoint: dict, device: torch.device):
+    def __init__(self, checkpoint: dict, device: torch.device, model_file=None):
         from cnnkit.engine.checkpoint import model_from_checkpoint, transform_from_checkpoint
 
         data = checkpoint["data"]
@@ -306,7 +306,7 @@ class CheckpointClassifier:
         self.classes = list(data["classes"])
         self.device = device
         self.decode = CheckpointDecoder(int(data["channels"]), tuple(int(s) for s in data["size"]), data.get("resize_to"))
-        self.model = model_from_checkpoint(checkpoint).to(device)
+        self.model = model_from_checkpoint(checkpoint, model_file).to(device)
         self.transform = transform_from_checkpoint(checkpoint, device)
 
     @torch.inference_mode()
@@ -340,7 +340,7 @@ class PretrainedClassifier:
         return self.model(images.to(self.device)).float().softmax(1)
 
 
-def open_classifier(model: str, device: torch.device):
+def open_classifier(model: str, device: torch.device, model_file=None):
     """A checkpoint file or run directory if the path exists, else a pretrained model name."""
     path = Path(model).expanduser()
     if path.exists():
@@ -352,7 +352,7 @@ def open_classifier(model: str, device: torch.device):
         if exported is not None:
             return exported
 
-        return CheckpointClassifier(load_checkpoint(path), device)
+        return CheckpointClassifier(load_checkpoint(path), device, model_file)
     from cnnkit.errors import ModelError
     from cnnkit.models.registry import get_spec, pretrained_models
 

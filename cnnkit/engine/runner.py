@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cnnkit.data.dataset import check_same_files
 from cnnkit.engine import distributed
-from cnnkit.engine.checkpoint import load_checkpoint
+from cnnkit.engine.checkpoint import load_checkpoint, verified_model_name
 from cnnkit.engine.config import TrainConfig
 from cnnkit.engine.finetune import finetune_summary
 from cnnkit.reporting import Reporter
@@ -46,6 +46,7 @@ LENGTH_DEPENDENT_SCHEDULES = ("step", "cosine", "onecycle")
 
 def _continue(checkpoint: dict, run_dir: Path, reporter: Reporter, epochs, device, workers, auto_batch) -> dict:
     config = TrainConfig.from_dict(checkpoint["train"]["config"])
+    config.model = verified_model_name(checkpoint)  # a user's model file: only as the checkpoint saw it (H1)
     if epochs is not None:
         _say_if_replanned(config, epochs, checkpoint["train"].get("epoch", 0), reporter)
         config.epochs = epochs

@@ -71,12 +71,17 @@ def weights_path(spec: ModelSpec, given: str | Path | None = None) -> Path:
 
 def torchvision_architecture(spec: ModelSpec) -> nn.Module:
     """The exact torchvision architecture the ImageNet weights belong to, with their head (weights not loaded)."""
-    return torchvision.models.get_model(spec.name, weights=None, num_classes=len(spec.categories))
+    from cnnkit.models.external import torchvision_architecture as zoo_architecture
+
+    ref = spec.source["ref"] if spec.source else spec.name  # torchvision:NAME, or a built-in's own name
+    return zoo_architecture(ref, len(spec.categories))
 
 
 def finetune_architecture(spec: ModelSpec, num_classes: int) -> nn.Module:
     """What finetune trains and saves: torchvision's architecture with a new head (weights not loaded)."""
-    return replace_head(torchvision_architecture(spec), spec, num_classes)
+    from cnnkit.models.external import drop_auxiliary
+
+    return replace_head(drop_auxiliary(torchvision_architecture(spec)), spec, num_classes)
 
 
 def load_weights_into(model: nn.Module, state: dict, source: str) -> None:
@@ -109,6 +114,9 @@ def build_pretrained(spec: ModelSpec, num_classes: int | None = None, weights_fi
             f"ImageNet weights for {spec.name} are not in the torch hub cache ({path})",
             f"run `cnnkit download --weights {spec.name}`, or pass a local state_dict with --weights FILE",
         )
+    from cnnkit.models.external import drop_auxiliary
+
     model = torchvision_architecture(spec)
     load_weights_into(model, load_state_dict_file(path), str(path))
+    model = drop_auxiliary(model)
     return model if num_classes is None else replace_head(model, spec, num_classes)

@@ -44,6 +44,25 @@ class ModelSpec:
     # tutorial swaps the whole classifier ("classifier") for a Linear on the 25,088 features.
     finetune_head: str | None = None
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    # Where an open-source model comes from (models/external.py, models/user_code.py), as the checkpoint
+    # records it: {"kind": "file"|"module"|"torchvision"|"timm", "ref": ..., "attr": ..., "sha256": ...}.
+    # None for the built-ins.
+    source: dict | None = None
+    # finetune for models without a torchvision weights enum (timm, a user's file): (num_classes, image_size,
+    # **args)
+    # -> the pretrained network, its head already sized to num_classes or still to be replaced.
+    pretrained: Callable | None = None
+    # What finetune feeds it: the preprocessing of those weights (ImageNet's for a user's file).
+    pretrained_preprocessing: Preprocessing | None = None
+
+    @property
+    def slug(self) -> str:
+        """The model's part of a run directory's name: `efficientnet_b0` for torchvision:efficientnet_b0."""
+        return self.name.rpartition(":")[2] or self.name
+
+    @property
+    def can_finetune(self) -> bool:
+        return self.weights is not None or self.pretrained is not None
 
     @property
     def new_head(self) -> str:
@@ -71,6 +90,8 @@ class ModelSpec:
     @property
     def preprocessing(self) -> Preprocessing:
         """The weights' transforms as plain values, for cnnkit's batched transform."""
+        if self.weights is None and self.pretrained_preprocessing is not None:
+            return self.pretrained_preprocessing
         preset = self.transforms()
         return Preprocessing(
             resize=int(preset.resize_size[0]), crop=int(preset.crop_size[0]),
@@ -119,7 +140,15 @@ def list_aliases() -> dict[str, str]:
 
 
 def get_spec(name: str) -> ModelSpec:
-    """Look a model up by name or alias; case and `-`/`_` do not matter."""
+    """Look a model up by name or alias; case and `-`/`_` do not matter.
+
+    `torchvision:NAME`, `timm:NAME`, `FILE.py:NAME` and `package.module:NAME` are the open sources
+    (models/external.py): a user's file is imported here, so only a name the user gave comes this way.
+    """
+    if ":" in name:
+        from cnnkit.models.external import open_spec
+
+        return open_spec(name)
     key = _key(name)
     for known, target in (*((n, n) for n in _MODELS), *_ALIASES.items()):
         if _key(known) == key:
@@ -141,9 +170,64 @@ def input_channels_for(spec: ModelSpec, data_channels: int) -> int:
     return spec.channels if spec.channels is not None else data_channels
 
 
-def get_model(name: str, in_channels: int = 1, num_classes: int = 10, image_size: int | None = None, **kwargs):
-    """Build a registered model, freshly initialised. It returns logits of shape (N, num_classes)."""
+def get_model(name: str, in_channels: int = 1, num_classes: int = 10, image_size: int | None = None,
+              fixed_size: bool = False, **kwargs):
+    """Build a model, freshly initialised. It returns logits of shape (N, num_classes).
+
+    `image_size` is the data's side (the model's native size wins), or with `fixed_size` the side the user
+    chose with --image-size. `kwargs` are --model-arg's, checked against what the builder takes.
+    """
     spec = get_spec(name)
-    size = input_size_for(spec, image_size)
+    size = image_size if fixed_size and image_size is not None else input_size_for(spec, image_size)
     channels = input_channels_for(spec, in_channels)
-    return spec.builder(in_channels=channels, num_classes=num_classes, image_size=size, **kwargs)
+    return call_builder(spec, in_channels=channels, num_classes=num_classes, image_size=size, args=kwargs)
+
+
+RESERVED_ARGS = {"in_channels": "the data decides it", "num_classes": "the dataset's classes decide it",
+                 "image_size": "use --image-size"}
+
+
+def call_builder(spec: ModelSpec, in_channels: int, num_classes: int, image_size: int, args: dict | None = None):
+    """Call a model's builder with what its signature takes: the three sizes, then --model-arg's.
+
+    A user's class may take none of the sizes; an argument the builder does not take is a clear error
+    naming the ones it does, not a TypeError from deep inside.
+    """
+    from torch import nn
+
+    from cnnkit.models.user_code import accepted
+
+    args = dict(args or {})
+    for key, why in RESERVED_ARGS.items():
+        if key in args:
+            raise ModelError(f"--model-arg {key} is not a model argument: {why}")
+    names, takes_any = accepted(spec.builder)
+    unknown = sorted(set(args) - names) if not takes_any else []
+    if unknown:
+        offered = sorted(names - set(RESERVED_ARGS))
+        raise ModelError(f"model '{spec.name}' takes no argument {', '.join(unknown)}",
+                         f"it takes {', '.join(offered)}" if offered else f"'{spec.name}' takes no --model-arg")
+    sizes = {"in_channels": in_channels, "num_classes": num_classes, "image_size": image_size}
+    call = {k: v for k, v in sizes.items() if takes_any or k in names}
+    try:
+        model = spec.builder(**call, **args)
+    except TypeError as exc:
+        if "keyword argument" not in str(exc) or not args:
+            raise _builder_failure(spec, exc) from None
+        raise ModelError(f"model '{spec.name}' does not take {', '.join(sorted(args))}: {exc}",
+                         "drop or rename the --model-arg") from None
+    except Exception as exc:
+        raise _builder_failure(spec, exc) from None
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"model '{spec.name}' returned a {type(model).__name__}, not an nn.Module",
+                         "its class or factory must return a torch.nn.Module")
+    return model
+
+
+def _builder_failure(spec: ModelSpec, exc: Exception) -> Exception:
+    """A user's builder that raises is the user's error, at their line; a built-in's is a bug, raised as is."""
+    if spec.source is None or spec.source.get("kind") not in ("file", "module"):
+        return exc
+    from cnnkit.models.user_code import failure_at
+
+    return failure_at(spec.source, f"building {spec.name} failed", exc)

@@ -8,6 +8,7 @@ built for real, to prove its weights fit before it is summarised.
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -19,7 +20,8 @@ from cnnkit.limits import MAX_CHANNELS, MAX_PIXELS, MAX_SIDE
 from cnnkit.models.registry import (
     ModelSpec, get_model, get_spec, input_channels_for, input_size_for, list_models, pretrained_models,
 )
-from cnnkit.models.surgery import set_frozen
+from cnnkit.models.registry import call_builder
+from cnnkit.models.surgery import find_head, set_frozen
 
 DEFAULT_CLASSES = 10
 # Without --dataset, summarise for train's default dataset (mnist-sample): grey images.
@@ -69,8 +71,33 @@ def check_input_size(size: tuple[int, int, int], source: str, error: type[Cnnkit
 
 
 def _meta(build: Callable[[], nn.Module]) -> nn.Module:
-    with torch.device("meta"):
-        return build()
+    try:
+        with torch.device("meta"):
+            return build()
+    except NotImplementedError:  # a builder that reads tensor values (RegNet's widths): only weights on meta
+        with meta_weights():
+            return build()
+
+
+@contextmanager
+def meta_weights():
+    """Build with every parameter and buffer moved to the meta device as it is registered (what
+    accelerate's init_empty_weights does): the builder's own arithmetic runs on the CPU, the weights cost nothing."""
+    register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
+
+    def parameter(module, name, param):
+        if param is not None:
+            param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+        register_parameter(module, name, param)
+
+    def buffer(module, name, tensor, persistent=True):
+        register_buffer(module, name, tensor.to("meta") if tensor is not None else None, persistent)
+
+    nn.Module.register_parameter, nn.Module.register_buffer = parameter, buffer
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
 
 
 def registry_target(name: str, input_size: tuple[int, int, int] | None, data_shape: tuple[int, int] | None,
@@ -92,7 +119,17 @@ def registry_target(name: str, input_size: tuple[int, int, int] | None, data_sha
         fed = (model_channels, side, side)
         if data_side is not None and side != data_side:
             notes.append(f"{spec.name} takes {side}x{side}; training resizes {data_side}x{data_side} images to it")
-    if freeze_backbone:
+    if freeze_backbone and spec.weights is None:  # timm, a user's model: its own architecture, head found
+        require_pretrained(spec)
+        fed = (3, *fed[1:])
+
+        def build(side: int) -> nn.Module:
+            model = call_builder(spec, in_channels=3, num_classes=classes, image_size=side)
+            set_frozen(model, model.get_submodule(find_head(model)), frozen=True)
+            return model
+
+        notes.append(f"backbone frozen as finetune's head phase has it: only the new {classes}-class head trains")
+    elif freeze_backbone:
         require_pretrained(spec)
         fed = (3, *fed[1:])  # the ImageNet architectures take RGB; grey input is repeated
         from cnnkit.models.backbones import finetune_architecture
@@ -105,27 +142,34 @@ def registry_target(name: str, input_size: tuple[int, int, int] | None, data_sha
         notes.append(f"backbone frozen as finetune's head phase has it: only the new {classes}-class head trains")
     else:
         def build(side: int) -> nn.Module:
-            return get_model(spec.name, in_channels=model_channels, num_classes=classes, image_size=side)
+            # An open source's builder takes the size it is summarised at (ViT's position embeddings).
+            return get_model(spec.name, in_channels=model_channels, num_classes=classes, image_size=side,
+                             fixed_size=spec.source is not None)
 
     return Target(spec.name, lambda side: _meta(lambda: build(side)), fed, classes, notes)
 
 
 def require_pretrained(spec: ModelSpec) -> None:
     """--freeze-backbone means finetune's head phase, which only the models with pretrained weights have."""
-    if spec.weights is None:
+    if not spec.can_finetune:
         raise UsageError(f"--freeze-backbone applies to models with pretrained weights, not '{spec.name}'",
                          f"use {', '.join(pretrained_models())}")
 
 
 def checkpoint_target(checkpoint: dict, model: nn.Module, input_size: tuple[int, int, int] | None,
-                      freeze_backbone: bool) -> Target:
+                      freeze_backbone: bool, model_file=None) -> Target:
     """The trained model as saved (its weights already loaded, and so checked), to summarise."""
-    spec = get_spec(checkpoint["model"]["name"])
+    from cnnkit.models.external import spec_from_source
+
+    section = checkpoint["model"]
+    # An open source comes from its record (a user's file only with the recorded sha256), never by name.
+    spec = spec_from_source(section["name"], section["source"], model_file) if "source" in section else get_spec(section["name"])
     if freeze_backbone:
         require_pretrained(spec)
         # finetune's checkpoints hold torchvision's architecture with the new head; train's the registry's own.
         finetuned = checkpoint["model"]["kwargs"].get("arch") == "torchvision"
-        set_frozen(model, model.get_submodule(spec.new_head if finetuned else spec.head), frozen=True)
+        head = spec.new_head if finetuned else spec.head
+        set_frozen(model, model.get_submodule(head or section.get("head") or find_head(model)), frozen=True)
     saved = tuple(int(v) for v in checkpoint["data"]["input_size"])
     fed = input_size or check_input_size(saved, f"{checkpoint['path']}: its input size", CheckpointError)  # type: ignore[arg-type]
     classes = len(checkpoint["data"].get("classes") or []) or int(checkpoint["model"]["kwargs"].get("num_classes", 0))
@@ -168,6 +212,30 @@ def summary_document(target: Target, stats) -> dict:
         "layers": layers,
         "notes": target.notes,
     }
+
+
+def zoo_models(zoo: str) -> list[dict]:
+    """`summary --list torchvision` / `--list timm`: every name that zoo offers, as cnnkit spells it."""
+    from cnnkit.models.external import ZOOS, import_timm, torchvision_names
+
+    if zoo == "torchvision":
+        import torchvision
+
+        rows = []
+        for name in torchvision_names():
+            weights = torchvision.models.get_model_weights(name).DEFAULT
+            rows.append({"name": f"torchvision:{name}", "weights": str(weights).rpartition(".")[0] + "." + weights.name,
+                         "native_size": int(weights.transforms().crop_size[0]), "params": weights.meta.get("num_params"),
+                         "imagenet_acc1": weights.meta.get("_metrics", {}).get("ImageNet-1K", {}).get("acc@1")})
+        return rows
+    if zoo == "timm":
+        timm = import_timm()
+        tags: dict[str, list[str]] = {}
+        for tagged in timm.list_models(pretrained=True):  # "resnet18.a1_in1k": architecture.weights
+            name, _, tag = tagged.partition(".")
+            tags.setdefault(name, []).append(tag)
+        return [{"name": f"timm:{name}", "pretrained_tags": sorted(tags.get(name, []))} for name in timm.list_models()]
+    raise UsageError(f"--list takes nothing, {' or '.join(ZOOS)}; not '{zoo}'", "e.g. `cnnkit summary --list torchvision`")
 
 
 def registered_models() -> list[dict]:
