@@ -23,7 +23,7 @@ SEED_COUNTS = {
     "mlp": 79_510,
     "oneconv": 52_084,
     "multilayer-cnn": 8_490,
-    "cnn": 95_882,
+    "cnn": 121_514,
     "cnn-dropout": 21_840,
     "lenet5": 61_706,
 }

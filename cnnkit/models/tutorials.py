@@ -58,7 +58,7 @@ def multilayer_cnn(in_channels: int, num_classes: int, image_size: int) -> nn.Mo
     )
 
 
-@register("cnn", "three 5x5 conv blocks 16/32/64 with padding 2, Linear(64*7*7->10)", default_size=28, head="9")
+@register("cnn", "5x5 convs 16, 32+32, 64 with padding 2, Linear(64*7*7->10)", default_size=28, head="11")
 def cnn(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     side = image_size // 2 // 2
     return nn.Sequential(
@@ -66,6 +66,8 @@ def cnn(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
         nn.ReLU(),
         nn.MaxPool2d(2),
         nn.Conv2d(16, 32, kernel_size=5, padding=2),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 5, 1, 2),
         nn.ReLU(),
         nn.MaxPool2d(2),
         nn.Conv2d(32, 64, kernel_size=5, padding=2),
