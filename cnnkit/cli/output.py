@@ -31,6 +31,7 @@ def print_run_summary(summary: dict, *, json_output: bool, quiet: bool) -> None:
             ("validation loss", "-" if summary["val_loss"] is None else f"{summary['val_loss']:.4f}"),
             ("train accuracy", _percent(summary["train_acc"])),
             ("training time", f"{summary['train_seconds']:.1f}s at {summary['images_per_s'] or 0:,.0f} images/s"),
+            ("precision", "bf16 autocast" if summary.get("amp") else "float32"),
         ]
         for key, label in (("skipped_images", "skipped images"), ("global_batch", "global batch")):
             if summary.get(key) and (key != "global_batch" or summary.get("processes", 1) > 1):

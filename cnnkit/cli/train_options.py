@@ -82,7 +82,7 @@ ValEvery = Annotated[int, typer.Option("--val-every", min=0, help="Also validate
 Out = Annotated[Path, typer.Option("--out", help="Root for run directories.")]
 Name = Annotated[Optional[str], typer.Option("--name", help="Run directory name (default <model>-<dataset>[-N]).", show_default=False)]
 Resume = Annotated[Optional[Path], typer.Option("--resume", help="Run directory or checkpoint to continue exactly.", show_default=False)]
-Amp = Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast (default: on for CUDA).", show_default=False)]
+Amp = Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast (default: on for CUDA and for CPUs with AVX-512-BF16 or AMX; --no-amp refuses it).", show_default=False)]
 Compile = Annotated[bool, typer.Option("--compile", help="Wrap the model in torch.compile.")]
 AutoBatch = Annotated[bool, typer.Option("--auto-batch", help="On a CUDA out-of-memory error, split each batch into halves (then quarters...) and retry; the step stays that of --batch-size.")]
 Workers = Annotated[Optional[int], typer.Option("--workers", min=0, max=MAX_WORKERS, help="Decode workers for folders.", show_default=False)]

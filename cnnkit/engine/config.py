@@ -91,8 +91,18 @@ def recorded_config(checkpoint: dict) -> TrainConfig:
 
 
 def default_amp(requested: bool | None, device) -> bool:
-    """bf16 autocast: as asked, else on for CUDA and off elsewhere."""
-    return requested if requested is not None else device.type == "cuda"
+    """bf16 autocast: as asked (--amp / --no-amp), else on for CUDA and for CPUs with native bf16 instructions.
+
+    Where the CPU has AVX-512-BF16 or AMX, bf16 trains the cnn 1.3x and ResNet18 2x faster (issue 18);
+    elsewhere it is emulated and slower than float32, so it stays off.
+    """
+    if requested is not None:
+        return requested
+    if device.type == "cuda":
+        return True
+    from cnnkit.engine.device import cpu_bf16
+
+    return device.type == "cpu" and cpu_bf16() is not None
 
 
 def loader_workers(requested: int | None) -> int:

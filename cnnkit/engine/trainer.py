@@ -450,4 +450,5 @@ class Trainer:
             "validated_on": self.s.data_section.get("val_source"),
             "processes": self.world.size,
             "global_batch": self.cfg.batch_size * self.world.size,
+            "amp": self.s.amp,  # bf16 autocast, as asked or as default_amp chose for this device
         }
