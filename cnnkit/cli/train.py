@@ -30,7 +30,7 @@ def train(
     nesterov: opt.Nesterov = False,
     weight_decay: opt.WeightDecay = 0.0,
     schedule: opt.Schedule = opt.ScheduleName.onecycle,
-    label_smoothing: opt.LabelSmoothing = 0.0,
+    label_smoothing: opt.LabelSmoothing = 0.1,
     init: opt.Init = opt.InitName.default,
     augment: opt.Augment = "",
     val_split: opt.ValSplit = None,

@@ -26,7 +26,7 @@ class TrainConfig:
     nesterov: bool = False
     weight_decay: float = 0.0
     schedule: str = "onecycle"
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.1  # measured: LeNet on mnist-sample reaches 97% at epoch 2, not 4 (issue 18)
     init: str = "default"
     augment: str = ""
     val_split: float | None = None
