@@ -47,7 +47,7 @@ def finetune(
     nesterov: opt.Nesterov = False,
     weight_decay: opt.WeightDecay = 0.0,
     schedule: opt.Schedule = opt.ScheduleName.none,
-    label_smoothing: opt.LabelSmoothing = 0.0,
+    label_smoothing: opt.LabelSmoothing = None,
     augment: opt.Augment = "",
     val_split: opt.ValSplit = None,
     val_every: opt.ValEvery = 0,

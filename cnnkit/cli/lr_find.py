@@ -31,7 +31,7 @@ def lr_find(
     momentum: opt.Momentum = 0.9,
     nesterov: opt.Nesterov = False,
     weight_decay: opt.WeightDecay = 0.0,
-    label_smoothing: opt.LabelSmoothing = 0.0,
+    label_smoothing: opt.LabelSmoothing = None,
     init: opt.Init = "default",
     augment: opt.Augment = "",
     amp: opt.Amp = None,

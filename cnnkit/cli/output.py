@@ -32,6 +32,7 @@ def print_run_summary(summary: dict, *, json_output: bool, quiet: bool) -> None:
             ("validation loss", "-" if summary["val_loss"] is None else f"{summary['val_loss']:.4f}"),
             ("train accuracy", _percent(summary["train_acc"])),
             ("training time", f"{summary['train_seconds']:.1f}s at {summary['images_per_s'] or 0:,.0f} images/s"),
+            ("precision", "bf16 autocast" if summary.get("amp") else "float32"),
         ]
         balanced, more = _feedback_rows(summary)
         rows[2:2] = balanced

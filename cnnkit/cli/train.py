@@ -35,7 +35,7 @@ def train(
     nesterov: opt.Nesterov = False,
     weight_decay: opt.WeightDecay = 0.0,
     schedule: opt.Schedule = opt.ScheduleName.onecycle,
-    label_smoothing: opt.LabelSmoothing = 0.0,
+    label_smoothing: opt.LabelSmoothing = None,
     init: opt.Init = "default",
     augment: opt.Augment = "",
     val_split: opt.ValSplit = None,

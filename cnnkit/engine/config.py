@@ -26,7 +26,7 @@ class TrainConfig:
     nesterov: bool = False
     weight_decay: float = 0.0
     schedule: str = "onecycle"
-    label_smoothing: float = 0.0
+    label_smoothing: float | None = None  # None: label_smoothing_for decides
     init: str = "default"
     augment: str = ""
     val_split: float | None = None
@@ -90,9 +90,32 @@ def recorded_config(checkpoint: dict) -> TrainConfig:
     return TrainConfig.from_dict(checkpoint.get("train", {}).get("config", {}))
 
 
+# cnnkit's own default for `train` with cross-entropy: measured, LeNet on mnist-sample reaches 97% at
+# optimizer step 225 instead of 400 (issue 18). Recipes, finetune and the other losses keep the plain target.
+DEFAULT_LABEL_SMOOTHING = 0.1
+
+
+def label_smoothing_for(cfg: TrainConfig) -> float:
+    """--label-smoothing as given, else cnnkit's default: 0.1 for train with cross-entropy outside a recipe, else 0."""
+    if cfg.label_smoothing is not None:
+        return cfg.label_smoothing
+    plain = cfg.command != "train" or cfg.loss != "cross-entropy" or cfg.recipe is not None
+    return 0.0 if plain else DEFAULT_LABEL_SMOOTHING
+
+
 def default_amp(requested: bool | None, device) -> bool:
-    """bf16 autocast: as asked, else on for CUDA and off elsewhere."""
-    return requested if requested is not None else device.type == "cuda"
+    """bf16 autocast: as asked (--amp / --no-amp), else on for CUDA and for CPUs with native bf16 instructions.
+
+    Where the CPU has AVX-512-BF16 or AMX, bf16 trains the cnn 1.3x and ResNet18 2x faster (issue 18);
+    elsewhere it is emulated and slower than float32, so it stays off.
+    """
+    if requested is not None:
+        return requested
+    if device.type == "cuda":
+        return True
+    from cnnkit.engine.device import cpu_bf16
+
+    return device.type == "cpu" and cpu_bf16() is not None
 
 
 def loader_workers(requested: int | None) -> int:

@@ -96,3 +96,35 @@ def forward_macs(model: torch.nn.Module, input_shape: tuple[int, ...]) -> float:
     finally:
         model.train(was_training)
     return counter.get_total_flops() / 2 * input_shape[0]
+
+
+# ---- bf16 on the CPU (issue 18) ----------------------------------------------------------
+# Instructions that do bf16 dot products in hardware. Without them oneDNN emulates bf16 with float32 math
+# plus conversions, and autocast makes a CPU run slower, not faster.
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU's feature flags as Linux lists them (empty where there is no /proc/cpuinfo)."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_bf16() -> str | None:
+    """The native bf16 instructions this CPU has and torch dispatches to ("AMX", "AVX-512-BF16"), or None.
+
+    torch's capability must be AVX-512 or better too: ATEN_CPU_CAPABILITY=avx2 (or an old build) means
+    torch will not use them, and then bf16 is emulated.
+    """
+    if not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        return None
+    flags = cpu_flags()
+    if "amx_bf16" in flags:
+        return "AMX"
+    return "AVX-512-BF16" if "avx512_bf16" in flags else None

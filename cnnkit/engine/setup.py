@@ -18,7 +18,7 @@ from cnnkit.data.memory import parse_bytes
 from cnnkit.data.resolve import load_dataset
 from cnnkit.data.transforms import BatchTransform, parse_augment
 from cnnkit.engine import distributed
-from cnnkit.engine.config import COMMANDS, TrainConfig
+from cnnkit.engine.config import COMMANDS, TrainConfig, label_smoothing_for
 from cnnkit.engine.device import cpu_threads_for, forward_macs, resolve_device, usable_cores
 from cnnkit.engine.distributed import World
 from cnnkit.engine.finetune import CachedFeatures, NewHead
@@ -52,7 +52,7 @@ def validate_config(cfg: TrainConfig) -> None:
         (cfg.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}"),
         (cfg.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
         (cfg.val_split is None or 0 < cfg.val_split < 1, "--val-split must be between 0 and 1"),
-        (0 <= cfg.label_smoothing < 1, "--label-smoothing must be in [0, 1)"),
+        (0 <= label_smoothing_for(cfg) < 1, "--label-smoothing must be in [0, 1)"),
         (cfg.limit is None or cfg.limit >= 1, "--limit must be at least 1"),
         (cfg.val_limit is None or cfg.val_limit >= 1, "--val-limit must be at least 1"),
         (cfg.val_every >= 0, "--val-every must not be negative"),
@@ -65,7 +65,7 @@ def validate_config(cfg: TrainConfig) -> None:
     # H2: --init, --init-bias, --loss (with --label-smoothing), --normalize
     parse_init(cfg.init)
     check_bias(cfg.init_bias)
-    check_loss(cfg.loss, cfg.label_smoothing)
+    check_loss(cfg.loss, label_smoothing_for(cfg))
     parse_normalize(cfg.normalize)
 
 

@@ -26,7 +26,7 @@ from cnnkit.data.dataset import Dataset
 from cnnkit.engine import distributed
 from cnnkit.engine.checkpoint import build_checkpoint, load_model_weights, save_checkpoint
 from cnnkit.engine import feedback
-from cnnkit.engine.config import TrainConfig, default_amp
+from cnnkit.engine.config import TrainConfig, default_amp, label_smoothing_for
 from cnnkit.engine.device import describe_device
 from cnnkit.engine.distributed import World
 from cnnkit.engine.evaluation import run_evaluation
@@ -144,7 +144,7 @@ class Trainer:
         self.model = setup.model
         self.world = setup.world
         self._balance_sampler()
-        self.criterion = build_loss(self.cfg.loss, self.cfg.label_smoothing, weight=self.loss_class_weights())  # --loss, --balance loss
+        self.criterion = build_loss(self.cfg.loss, label_smoothing_for(self.cfg), weight=self.loss_class_weights())  # --loss, --balance loss
         self.step = TrainStep(self._wrapped(), self.criterion, amp=setup.amp, batch_size=self.cfg.batch_size,
                               auto_batch=self.cfg.auto_batch, ddp=self.world.enabled, reporter=reporter)
         if self.world.enabled:
@@ -557,4 +557,5 @@ class Trainer:
             "validated_on": self.s.data_section.get("val_source"),
             "processes": self.world.size,
             "global_batch": self.cfg.batch_size * self.world.size,
+            "amp": self.s.amp,  # bf16 autocast, as asked or as default_amp chose for this device
         }
