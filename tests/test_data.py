@@ -317,7 +317,7 @@ def _npz_format():
         labels = torch.from_numpy(np.load(spec.path / "labels.npz")["arr_0"].astype(np.int64))
         return Dataset.of_tensors(spec, {"train": TensorSplit(images, labels)}, ["even", "odd"])
 
-    return directory_format("npz", lambda path: (path / "images.npz").is_file(), load)
+    return directory_format("npz-pair", lambda path: (path / "images.npz").is_file(), load)
 
 
 @pytest.fixture
@@ -342,9 +342,9 @@ def test_a_format_registered_elsewhere_is_parsed_and_loads(npz_format, cli, tmp_
     np.savez(folder / "labels.npz", labels)
 
     spec = parse_spec(str(folder))
-    assert (spec.kind, spec.name, spec.path) == ("npz", "digits-npz", folder.resolve())
+    assert (spec.kind, spec.name, spec.path) == ("npz-pair", "digits-npz", folder.resolve())
     data = load_dataset(str(folder))
-    assert (data.kind, data.classes, data.channels, data.size, len(data.split("train"))) == ("npz", ["even", "odd"], 1, (12, 12), 40)
+    assert (data.kind, data.classes, data.channels, data.size, len(data.split("train"))) == ("npz-pair", ["even", "odd"], 1, (12, 12), 40)
     assert data.spec == str(folder.resolve())
     code, out, err = cli("inspect-dataset", folder, "--json")  # and every command reads it through the registry
     assert code == 0, err

@@ -189,7 +189,7 @@ def test_refused_smoothing_and_wrong_channel_count_are_clean_errors(cli):
 
 
 def test_a_run_trains_with_its_loss_init_and_normalisation_and_evaluate_uses_them(cli, tmp_path):
-    code, out, err = cli("train", "mlp", "--epochs", "1", "--limit", "512", "--val-split", "0.05", "--device", "cpu",
+    code, out, err = cli("train", "mlp", "--epochs", "1", "--limit", "512", "--val-split", "0.05", "--val-limit", "400", "--device", "cpu",
                          "--loss", "mse", "--init", "xavier-normal", "--init-bias", "0.1", "--normalize", "none", "--json")
     assert code == 0, err
     summary = json.loads(out)

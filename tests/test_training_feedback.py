@@ -103,7 +103,7 @@ def test_a_stuck_loss_warns_once_and_patience_stops_on_a_tie(cli, tmp_path):
     run = tmp_path / out.strip().splitlines()[-1]
     train = load(run / "last.pt")["train"]
     history = train["history"]
-    assert abs(history[-1]["train_loss"] - math.log(10)) < 0.01
+    assert abs(history[-1]["train_loss"] - math.log(10)) < 0.02
     assert err.count("warning: the training loss sat at") == 1
     assert "hint: the learning rate may be too high (--lr 0.1; try 0.01" in err
     # The two epochs' validation accuracies tie, and a tie is not progress.

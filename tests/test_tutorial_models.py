@@ -145,5 +145,5 @@ def test_a_checkpoint_of_the_old_cnn_still_evaluates(tiny_run, tmp_path):
     checkpoint["model"]["state_dict"] = get_model("cnn", in_channels=1, num_classes=10, image_size=28, layout=1).state_dict()
     torch.save(checkpoint, tmp_path / "old-cnn.pt")
     assert n_params(model_from_checkpoint(load_checkpoint(tmp_path / "old-cnn.pt"))) == 95_882
-    evaluation = evaluate_checkpoint(tmp_path / "old-cnn.pt", split="val", device="cpu")
-    assert evaluation.result.count == 400
+    evaluation = evaluate_checkpoint(tmp_path / "old-cnn.pt", split="test", device="cpu")
+    assert evaluation.result.count == 2000  # mnist-sample's test split, whole

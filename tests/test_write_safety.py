@@ -85,7 +85,7 @@ def trained(tmp_path_factory) -> Path:
         os.umask(old)
 
 
-RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "curves.png", "config.json")
+RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "curves.png", "config.json", "report.html")
 
 
 def test_resume_replaces_links_planted_in_the_run(cli, trained, tmp_path, precious, umask):

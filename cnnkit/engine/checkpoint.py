@@ -122,8 +122,9 @@ def model_from_checkpoint(checkpoint: dict, model_file=None):
     section = checkpoint["model"]
     try:
         # A checkpoint of a model's older layout records none: its weights' names say which (layouts.py).
-        kwargs = {**checkpoint_layout(section["name"], section["state_dict"]), **section["kwargs"]}
-        model = build_model(section["name"], kwargs, section, model_file)
+        layout = checkpoint_layout(section["name"], section["state_dict"])
+        section = {**section, "args": {**layout, **(section.get("args") or {})}} if layout else section
+        model = build_model(section["name"], section["kwargs"], section, model_file)
     except (ValueError, RuntimeError, TypeError, AttributeError) as exc:  # sizes within bounds that this architecture still cannot take
         raise CheckpointError(
             f"model '{section['name']}' cannot be built as {checkpoint.get('path', 'the checkpoint')} describes it "

@@ -354,7 +354,7 @@ def open_classifier(model: str, device: torch.device, model_file=None):
 
         return CheckpointClassifier(load_checkpoint(path), device, model_file)
     from cnnkit.errors import ModelError
-    from cnnkit.models.registry import get_spec, pretrained_models
+    from cnnkit.models import get_spec, pretrained_models
 
     pretrained = ", ".join(pretrained_models())
     try:

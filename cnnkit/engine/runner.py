@@ -47,8 +47,8 @@ LENGTH_DEPENDENT_SCHEDULES = ("step", "cosine", "onecycle")
 def _continue(checkpoint: dict, run_dir: Path, reporter: Reporter, epochs, device, workers, auto_batch) -> dict:
     config = TrainConfig.from_dict(checkpoint["train"]["config"])
     config.model = verified_model_name(checkpoint)  # a user's model file: only as the checkpoint saw it (H1)
+    planned = config.epochs
     if epochs is not None:
-        _say_if_replanned(config, epochs, checkpoint["train"].get("epoch", 0), reporter)
         config.epochs = epochs
     if device and device != "auto":
         config.device = device
@@ -61,6 +61,7 @@ def _continue(checkpoint: dict, run_dir: Path, reporter: Reporter, epochs, devic
                          "--resume", "start a new run on the changed folder, or put the files back as they were")
         trainer = Trainer(setup, reporter)
         trainer.resume_from(checkpoint)  # the checkpoint is now known to be whole and to fit: say what else is wrong
+        _say_if_replanned(config.schedule, planned, config.epochs, checkpoint["train"].get("epoch", 0), reporter)
         # Rank 0 alone writes in the run directory, so it alone holds the lock; the others learn if it failed.
         distributed.on_rank_zero(lambda: claim_for_resume(resumable_run_dir(checkpoint["path"])))
         done = trainer.state.epoch
@@ -71,7 +72,7 @@ def _continue(checkpoint: dict, run_dir: Path, reporter: Reporter, epochs, devic
         distributed.shutdown()
 
 
-def _say_if_replanned(config: TrainConfig, epochs: int, done: int, reporter: Reporter) -> None:
+def _say_if_replanned(schedule: str, planned: int, epochs: int, done: int, reporter: Reporter) -> None:
     """A new --epochs on step/cosine/onecycle re-plans the rate over the new length: say so, once.
 
     Continuing (rather than refusing) is the choice: extending a finished or interrupted run is what
@@ -80,10 +81,10 @@ def _say_if_replanned(config: TrainConfig, epochs: int, done: int, reporter: Rep
     changes is said because the run then differs from one started with the new --epochs: its first
     `done` epochs followed the old plan, and at the boundary the rate jumps to the new plan's value.
     """
-    if epochs == config.epochs or config.schedule not in LENGTH_DEPENDENT_SCHEDULES or done >= epochs:
+    if epochs == planned or schedule not in LENGTH_DEPENDENT_SCHEDULES or done >= epochs:
         return
-    plural = "s" if config.epochs != 1 else ""
-    reporter.note(f"note: the {config.schedule} learning-rate plan was for {config.epochs} epoch{plural}; from epoch "
+    plural = "s" if planned != 1 else ""
+    reporter.note(f"note: the {schedule} learning-rate plan was for {planned} epoch{plural}; from epoch "
                   f"{done + 1} on it follows the plan for {epochs} (a run started with --epochs {epochs} follows "
                   "that plan from its first step)")
 

@@ -297,7 +297,9 @@ class Trainer:
             return self._summary(already_finished=True)
         self.reporter.note(f"note: training on {self.device_used}")
         # Judged on the dataset's train split, as inspect-dataset does: a --limit draw's own chance imbalance is noise.
-        warning = feedback.train_imbalance_warning(s.dataset.split("train").labels, s.num_classes, cfg.balance)
+        # A dataset of only a test split (t10k-* IDX files) trains on a part of that split instead.
+        whole = s.dataset.splits.get("train") or s.dataset.splits["test"]
+        warning = feedback.train_imbalance_warning(whole.labels, s.num_classes, cfg.balance)
         if warning:
             self.reporter.warn(warning)
         if cfg.tensorboard and self.world.main:

@@ -2,7 +2,8 @@
 
 from cnnkit.models import alexnet, backbones, tutorials  # noqa: F401  (registration side effects)
 from cnnkit.models.init import INIT_SCHEMES, initialise
-from cnnkit.models.registry import ModelSpec, get_model, get_spec, list_aliases, list_models, pretrained_models
+from cnnkit.models.lookup import get_model, get_spec
+from cnnkit.models.registry import ModelSpec, list_aliases, list_models, pretrained_models
 
 __all__ = [
     "INIT_SCHEMES", "ModelSpec", "get_model", "get_spec", "initialise", "list_aliases", "list_models", "pretrained_models",

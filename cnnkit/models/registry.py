@@ -115,7 +115,7 @@ def register(name: str, description: str, **options) -> Callable:
         spec = ModelSpec(name=name, builder=builder, description=description, **options)
         taken = {_key(known) for known in (*_MODELS, *_ALIASES)}
         for new in (name, *spec.aliases):
-            if _key(new) in taken:  # a second one would silently shadow the first in get_spec
+            if _key(new) in taken:  # a second one would silently shadow the first in builtin_spec
                 raise ModelError(f"model name '{new}' is registered twice", f"registering '{name}'")
             taken.add(_key(new))
         _MODELS[name] = spec
@@ -139,16 +139,8 @@ def list_aliases() -> dict[str, str]:
     return dict(_ALIASES)
 
 
-def get_spec(name: str) -> ModelSpec:
-    """Look a model up by name or alias; case and `-`/`_` do not matter.
-
-    `torchvision:NAME`, `timm:NAME`, `FILE.py:NAME` and `package.module:NAME` are the open sources
-    (models/external.py): a user's file is imported here, so only a name the user gave comes this way.
-    """
-    if ":" in name:
-        from cnnkit.models.external import open_spec
-
-        return open_spec(name)
+def builtin_spec(name: str) -> ModelSpec:
+    """Look a built-in model up by name or alias; case and `-`/`_` do not matter (models/lookup.py adds the rest)."""
     key = _key(name)
     for known, target in (*((n, n) for n in _MODELS), *_ALIASES.items()):
         if _key(known) == key:
@@ -168,19 +160,6 @@ def input_size_for(spec: ModelSpec, data_size: int | None) -> int:
 
 def input_channels_for(spec: ModelSpec, data_channels: int) -> int:
     return spec.channels if spec.channels is not None else data_channels
-
-
-def get_model(name: str, in_channels: int = 1, num_classes: int = 10, image_size: int | None = None,
-              fixed_size: bool = False, **kwargs):
-    """Build a model, freshly initialised. It returns logits of shape (N, num_classes).
-
-    `image_size` is the data's side (the model's native size wins), or with `fixed_size` the side the user
-    chose with --image-size. `kwargs` are --model-arg's, checked against what the builder takes.
-    """
-    spec = get_spec(name)
-    size = image_size if fixed_size and image_size is not None else input_size_for(spec, image_size)
-    channels = input_channels_for(spec, in_channels)
-    return call_builder(spec, in_channels=channels, num_classes=num_classes, image_size=size, args=kwargs)
 
 
 RESERVED_ARGS = {"in_channels": "the data decides it", "num_classes": "the dataset's classes decide it",

@@ -17,10 +17,10 @@ from torch import nn
 
 from cnnkit.errors import CheckpointError, CnnkitError, UsageError
 from cnnkit.limits import MAX_CHANNELS, MAX_PIXELS, MAX_SIDE
+from cnnkit.models.lookup import get_model, get_spec
 from cnnkit.models.registry import (
-    ModelSpec, get_model, get_spec, input_channels_for, input_size_for, list_models, pretrained_models,
+    ModelSpec, call_builder, input_channels_for, input_size_for, list_models, pretrained_models,
 )
-from cnnkit.models.registry import call_builder
 from cnnkit.models.surgery import find_head, set_frozen
 
 DEFAULT_CLASSES = 10

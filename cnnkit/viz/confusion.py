@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnkit.viz.figure import pyplot, save_png
+from cnnkit.viz.figure import drawable, pyplot, save_png
 
 # Past this many classes the cell texts would be unreadable; the colours still show the pattern.
 MAX_ANNOTATED = 30
@@ -27,6 +27,7 @@ def row_normalised(counts):
 
 def confusion_figure(confusion, classes: list[str], title: str = "confusion matrix"):
     plt = pyplot()
+    classes, title = [drawable(c) for c in classes], drawable(title)
     counts = confusion.numpy() if hasattr(confusion, "numpy") else confusion
     shares = row_normalised(counts)
     n = len(classes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnkit.viz.figure import pyplot, save_png
+from cnnkit.viz.figure import drawable, pyplot, save_png
 
 BEST_COLOUR = "tab:red"
 
@@ -65,7 +65,7 @@ def curves_figure(history: list[dict], title: str | None = None, val_history: li
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(drawable(title))
     return fig
 
 

@@ -10,6 +10,12 @@ from pathlib import Path
 LITERAL_TEXT = {"text.parse_math": False, "text.usetex": False}
 
 
+def drawable(text: str) -> str:
+    """Text a font can draw: a name that is not UTF-8 on disk (held with surrogate escapes) shows its bad
+    bytes as U+FFFD, as a terminal would; matplotlib refuses surrogates outright."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def pyplot():
     """matplotlib.pyplot on the Agg backend (figures need no display), drawing all text literally."""
     import matplotlib
@@ -31,7 +37,7 @@ def show_image(ax, image, title: str | None = None, **imshow) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
     if title is not None:
-        ax.set_title(title, fontsize=8)
+        ax.set_title(drawable(title), fontsize=8)
 
 
 def png_bytes(fig, dpi: int = 100) -> bytes:

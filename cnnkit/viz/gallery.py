@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from cnnkit.viz.figure import pyplot, save_png, show_image
+from cnnkit.viz.figure import drawable, pyplot, save_png, show_image
 
 MAX_COLUMNS = 5
 
@@ -25,5 +25,5 @@ def plot_gallery(items: list[dict], path: str | Path, title: str = "") -> Path:
     if not items:
         axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(drawable(title))
     return save_png(fig, path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from cnnkit.viz.figure import pyplot, save_png, show_image
+from cnnkit.viz.figure import drawable, pyplot, save_png, show_image
 
 MAX_COLUMNS = 8
 
@@ -62,5 +62,5 @@ def plot_sample_grid(images, labels: list[int], classes: list[str], path: str | 
         else:
             ax.axis("off")
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(drawable(title), fontsize=10)
     return save_png(fig, path)

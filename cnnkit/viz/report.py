@@ -10,6 +10,8 @@ import base64
 import html
 import json
 
+from cnnkit.viz.figure import drawable
+
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; padding: 0 1em; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
@@ -26,8 +28,9 @@ pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; }
 
 
 def text(value) -> str:
-    """Any value as escaped HTML text (quotes too: values also land in attributes)."""
-    return html.escape(str(value), quote=True)
+    """Any value as escaped HTML text (quotes too: values also land in attributes); a name that is not
+    UTF-8 on disk shows its bad bytes as U+FFFD, as in the figures."""
+    return html.escape(drawable(str(value)), quote=True)
 
 
 def png_img(data: bytes, alt: str, css: str = "figure") -> str:
