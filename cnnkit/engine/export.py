@@ -97,7 +97,7 @@ def metadata(checkpoint: dict, options: ExportOptions) -> dict[str, str]:
         "exported_from": checkpoint["path"],
         "epoch": checkpoint["train"].get("epoch"),
         "precision": "float16" if options.half else "float32",
-        "model": {"name": checkpoint["model"]["name"], "kwargs": checkpoint["model"]["kwargs"]},
+        "model": model_document(checkpoint),
         "data": data,
     }
     if options.format == "safetensors":
@@ -165,6 +165,18 @@ def _safetensors_bytes(model: nn.Module, props: dict[str, str]) -> bytes:
     return save(state, metadata=props)
 
 
+def model_document(checkpoint: dict) -> dict:
+    """The checkpoint's model section without its weights: all a reader needs to rebuild the model (its name,
+    sizes, --model-arg's, the source of a zoo or user model, a replaced head), with an older layout made explicit."""
+    from cnnkit.models.layouts import checkpoint_layout
+
+    section = {key: value for key, value in checkpoint["model"].items() if key != "state_dict"}
+    layout = checkpoint_layout(section["name"], checkpoint["model"]["state_dict"])
+    if layout:
+        section["args"] = {**layout, **(section.get("args") or {})}
+    return section
+
+
 def _safetensors_model(payload: bytes, half: bool) -> nn.Module:
     """The model rebuilt from the file alone, as a reader of it would: its metadata's sections and its tensors."""
     from safetensors.torch import load
@@ -174,7 +186,7 @@ def _safetensors_model(payload: bytes, half: bool) -> nn.Module:
     # The format: an 8-byte little-endian header length, then the JSON header whose __metadata__ is ours.
     length = int.from_bytes(payload[:8], "little")
     document = json.loads(json.loads(payload[8:8 + length])["__metadata__"]["cnnkit"])
-    model = build_model(document["model"]["name"], document["model"]["kwargs"])
+    model = build_model(document["model"]["name"], document["model"]["kwargs"], document["model"])
     if half:
         model = model.half()
     model.load_state_dict(load(payload))

@@ -42,12 +42,24 @@ def _thumbnail(image) -> bytes:
     return encode_png(image.contiguous().cpu()).numpy().tobytes()
 
 
+def _curves_png(run: Path, history: list[dict], title: str, val_history) -> bytes | None:
+    """The run's curves.png as the trainer drew it after its last epoch; drawn afresh only where it is missing."""
+    from cnnkit.viz.curves import curves_figure
+    from cnnkit.viz.figure import png_bytes
+
+    if not history:
+        return None
+    if (run / "curves.png").is_file():
+        return (run / "curves.png").read_bytes()
+    return png_bytes(curves_figure(history, title, val_history))
+
+
 def build_report(target: str | Path, *, device: str = "auto", mistakes: int = MISTAKES, workers: int | None = None) -> dict:
     """Everything report.html shows, as plain values and PNG bytes."""
     from cnnkit.engine.checkpoint import load_checkpoint
     from cnnkit.engine.evaluate_checkpoint import evaluate_checkpoint, evaluation_document, worst_mistakes
     from cnnkit.viz.confusion import confusion_figure
-    from cnnkit.viz.curves import best_epoch, curves_figure
+    from cnnkit.viz.curves import best_epoch
     from cnnkit.viz.figure import png_bytes
 
     run = run_directory(target)
@@ -87,7 +99,7 @@ def build_report(target: str | Path, *, device: str = "auto", mistakes: int = MI
         "title": title,
         "summary": summary,
         "split": split,
-        "curves_png": png_bytes(curves_figure(history, title, train.get("val_history"))) if history else None,
+        "curves_png": _curves_png(run, history, title, train.get("val_history")),
         "confusion_png": png_bytes(confusion_figure(evaluation.result.confusion, evaluation.classes, confusion_title)),
         "per_class": doc["per_class"],
         "macro_avg": doc["macro_avg"],
@@ -98,13 +110,13 @@ def build_report(target: str | Path, *, device: str = "auto", mistakes: int = MI
 
 
 def write_report(target: str | Path, *, device: str = "auto", out: str | Path | None = None, workers: int | None = None) -> Path:
-    """Write RUN/report.html (or `out`), and curves.png again with its title and --val-every points."""
+    """Write RUN/report.html (or `out`), and curves.png where it is missing."""
     from cnnkit.fileio import atomic_write_bytes, atomic_write_text
     from cnnkit.viz.report import render_report
 
     doc = build_report(target, device=device, workers=workers)
     run = doc["run_dir"]
-    if doc["curves_png"] is not None:
+    if doc["curves_png"] is not None and not (run / "curves.png").is_file():
         atomic_write_bytes(run / "curves.png", doc["curves_png"])
     path = Path(out) if out is not None else run / REPORT_FILE
     atomic_write_text(path, render_report(doc))

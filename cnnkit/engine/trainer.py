@@ -529,7 +529,9 @@ class Trainer:
         from cnnkit.viz.curves import plot_curves
 
         try:
-            plot_curves(self.state.history, self.s.run_dir / "curves.png")
+            # The run's final figure at every epoch: report.html embeds this file instead of drawing it again.
+            plot_curves(self.state.history, self.s.run_dir / "curves.png",
+                        title=f"{self.s.model_section['name']} on {self.s.dataset.name}", val_history=self.state.val_history)
         except OSError as exc:  # a figure is not worth stopping training for
             self.reporter.warn(f"could not write curves.png: {exc}")
 
