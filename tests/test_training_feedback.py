@@ -97,7 +97,7 @@ def test_the_balanced_sampler_draws_classes_evenly_and_resumes_exactly(cli, tmp_
 
 def test_a_stuck_loss_warns_once_and_patience_stops_on_a_tie(cli, tmp_path):
     """adamw at lr 0.1 collapses LeNet to one class: the loss sits at ln(10) and validation accuracy stays put."""
-    code, out, err = cli("train", "lenet", "--limit", "640", "--epochs", "4", "--lr", "0.1", "--schedule", "none",
+    code, out, err = cli("train", "lenet", "--limit", "3200", "--label-smoothing", "0", "--epochs", "4", "--lr", "0.1", "--schedule", "none",
                          "--patience", "1")
     assert code == 0, err
     run = tmp_path / out.strip().splitlines()[-1]

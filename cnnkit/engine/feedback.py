@@ -17,6 +17,9 @@ BALANCE_MODES = ("sampler", "loss")
 # mnist-sample's first epoch averages 0.6 against ln 10 = 2.30).
 STUCK_TOLERANCE = 0.02  # label smoothing (train's default) puts a collapsed model's loss a little above ln(C)
 STUCK_ACC_MARGIN = 0.02  # training accuracy this little above the largest class's share is chance
+# A run's first few steps sit at ln(C) whatever happens next (300 photos are 5 steps an epoch at batch 64):
+# only a run that has taken this many optimizer steps can be said to be stuck there.
+STUCK_MIN_STEPS = 50
 
 
 def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:

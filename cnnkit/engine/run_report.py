@@ -86,7 +86,7 @@ def build_report(target: str | Path, *, device: str = "auto", mistakes: int = MI
         ("loss", f"{doc['loss']:.4f}"),
         ("epochs", f"{train.get('epoch', len(history))}" + (f", best {best}" if best is not None else "")),
         ("training time", f"{seconds:.1f} s"),
-        ("device", config.get("device", "?")),
+        ("device", train.get("device") or config.get("device", "?")),  # what the run used; config says what was asked
     ]
     for m in worst:
         m["png"] = _thumbnail(m.pop("image"))

@@ -516,7 +516,7 @@ class Trainer:
                 self.best_trainable = self._trainable_weights()
 
     def _warn_if_stuck(self, row: dict) -> None:
-        if self.warned_stuck or not feedback.loss_is_stuck(row["train_loss"], row["train_acc"], self._train_labels(),
+        if self.warned_stuck or self.state.global_step < feedback.STUCK_MIN_STEPS or not feedback.loss_is_stuck(row["train_loss"], row["train_acc"], self._train_labels(),
                                                            self.s.num_classes):
             return
         self.warned_stuck = True
