@@ -213,7 +213,7 @@ def test_streamed_folder_with_a_corrupt_file_maps_mistakes_to_their_files(cifar_
         assert torch.equal(mistake["image"], load_image(path, 3, (32, 32)))
 
 
-# ---- real folders (part H4): the gallery's path, --quiet, top-k on few classes ---------------------------------
+# ---- real folders: the gallery's path, --quiet, top-k on few classes ---------------------------------
 @pytest.fixture(scope="module")
 def pets_run(tiny_run) -> Path:
     """Two classes (Cat, Dog), 20 photos held out."""

@@ -335,7 +335,7 @@ def test_misspelt_pretrained_name_suggests_the_close_match(cli, tmp_path):
     assert hint.startswith("hint: did you mean resnet18")
 
 
-# ---- real folders (part H4): one CSV row per image by default, progress on stderr --------------------------------
+# ---- real folders: one CSV row per image by default, progress on stderr --------------------------------
 def test_csv_gives_the_top_class_only_unless_top_k_is_given(cli, mnist_run, tmp_path):
     for i in range(3):
         Image.fromarray(digit(200 + i)).save(tmp_path / f"{i}.png")

@@ -12,13 +12,13 @@ from cnnkit.cli import (  # noqa: F401  (registration side effects)
     visualize,
     train,
     finetune,
-    lr_find,  # part H5
+    lr_find,
     evaluate,
     predict,
     export_idx,
     export,
     recipes,
-    report,  # run report (issue 16, part C)
+    report,
 )
 
 __all__ = ["app"]

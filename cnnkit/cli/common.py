@@ -224,7 +224,7 @@ class Split(str, Enum):
     all = "all"  # every split the dataset has
 
 
-# ---- the cache directory (part H4): every command that decodes image folders takes both --------------------
+# ---- the cache directory: every command that decodes image folders takes both --------------------
 CacheDirOption = Annotated[
     Optional[Path],
     typer.Option("--cache-dir", help="Where decoded folders are cached; default: $CNNKIT_CACHE, else "

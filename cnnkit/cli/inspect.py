@@ -9,7 +9,7 @@ import typer
 
 from cnnkit.cli.app import app
 from cnnkit.cli.common import DataDirOption, JsonOption, QuietOption, Split, handle_errors, print_json, stdout_console
-from cnnkit.cli.common import CacheDirOption, CacheOption  # part H4
+from cnnkit.cli.common import CacheDirOption, CacheOption
 
 DEFAULT_SHOW = 16  # images in the grid when --out is given without --show
 

@@ -47,7 +47,7 @@ def print_run_summary(summary: dict, *, json_output: bool, quiet: bool) -> None:
     print(summary["run_dir"], flush=True)
 
 
-# ---- a recipe run beside the tutorial's printed numbers (part H3) ----
+# ---- a recipe run beside the tutorial's printed numbers ----
 def with_tutorial_numbers(summary: dict) -> dict:
     """The summary, with `tutorial` (the recipe's printed val accuracy per epoch beside the run's) for a recipe run."""
     from cnnkit.engine.recipes import run_beside_tutorial
@@ -71,7 +71,7 @@ def print_tutorial_numbers(beside: dict | None) -> None:
     for row in beside["epochs"]:
         table.add_row(str(row["epoch"]), _percent(row["tutorial_val_acc"]), _percent(row["run_val_acc"]))
     _stderr_console().print(table)
-# ---- part H5: balanced accuracy, early stop and device in the run summary --------------------------------
+# ---- balanced accuracy, early stop and device in the run summary --------------------------------
 def _feedback_rows(summary: dict) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(the row after validation accuracy, the rows at the end)."""
     balanced = [("balanced accuracy", f"{_percent(summary.get('val_bal_acc'))} (mean per-class recall)")]

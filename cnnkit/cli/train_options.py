@@ -82,7 +82,7 @@ Limit = Annotated[Optional[int], typer.Option("--limit", min=1, help="Use only N
 MemoryBudget = Annotated[Optional[str], typer.Option("--memory-budget", envvar="CNNKIT_MEMORY_BUDGET", callback=_byte_size, help="Largest decoded dataset held in memory, e.g. 4G (default: a quarter of RAM).", show_default=False)]
 
 
-# H2 tutorial models: --init (above), --init-bias, --loss, --normalize. Each is read at option time with the
+# ---- the tutorials' init, loss and normalisation: --init, --init-bias, --loss, --normalize. Each is read at option time with the
 # parser the engine uses (imported only then: --help imports no torch), so a bad value is a usage error, exit 2.
 def _option_value(check, value):
     from cnnkit.errors import UsageError
@@ -122,11 +122,11 @@ Init = Annotated[str, typer.Option("--init", callback=_parsed_init, help="Weight
 InitBias = Annotated[Optional[float], typer.Option("--init-bias", callback=_parsed_bias, help="Set every conv and linear bias to V after --init (default: the scheme's own: 0, or PyTorch's for default).", show_default=False)]
 Loss = Annotated[str, typer.Option("--loss", callback=_parsed_loss, help="Training loss on the logits: cross-entropy, nll, bce, mse, l1, smooth-l1, multi-margin, kl-div, poisson-nll. Validation loss is always cross-entropy.")]
 Normalize = Annotated[str, typer.Option("--normalize", callback=_parsed_normalize, help="dataset (its own mean/std), none (ToTensor only), imagenet, or MEAN[,MEAN...][/STD[,STD...]] such as 0.5/0.5.")]
-# ---- recipes and configuration files (part H3) ----
+# ---- recipes and configuration files ----
 Recipe = Annotated[Optional[str], typer.Option("--recipe", help="A built-in recipe (`cnnkit recipes` lists them): the tutorial's settings; options given here override it.", show_default=False)]
 Config = Annotated[Optional[Path], typer.Option("--config", help="Settings from a TOML, YAML or JSON file with TrainConfig's keys (a run's config.json is one); over the recipe, under the options given here.", show_default=False)]
 PrintConfig = Annotated[bool, typer.Option("--print-config", help="Print the resolved settings as JSON and exit, without training or reading data.")]
-# ---- part H5: what a training run tells the user (issue 16) --------------------------------------------
+# ---- what a training run tells the user --------------------------------------------
 class BalanceName(str, Enum):
     sampler = "sampler"
     loss = "loss"
@@ -135,9 +135,9 @@ class BalanceName(str, Enum):
 Balance = Annotated[Optional[BalanceName], typer.Option("--balance", case_sensitive=False, help="For imbalanced classes: sampler draws each epoch with class-balanced weights; loss weights the loss by class instead.", show_default=False)]
 Patience = Annotated[Optional[int], typer.Option("--patience", min=1, help="Stop early after N epochs without a higher validation accuracy (best.pt keeps the best).", show_default=False)]
 Tensorboard = Annotated[bool, typer.Option("--tensorboard", help="Also write TensorBoard event files to RUN/tb/ (needs cnnkit[tensorboard]).")]
-# ---- real folders (part H4) ----------------------------------------------------------------------------------
+# ---- real folders ----------------------------------------------------------------------------------
 ValLimit = Annotated[Optional[int], typer.Option("--val-limit", min=1, help="Validate on at most this many images, drawn across classes (default: with --limit, the same share of the validation images).", show_default=False)]
-# H1 any model: --image-size and --model-arg (issue 20)
+# ---- any model: --image-size and --model-arg ----
 def _image_size(value: Optional[str]) -> Optional[list]:
     """`N` or `H,W` -> [H, W], within the bounds every checkpoint is checked against."""
     if value is None:

@@ -22,7 +22,7 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool, weights: torch.Ten
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
-# ---- --balance sampler (part H5) ----------------------------------------------------
+# ---- --balance sampler ----------------------------------------------------
 def balanced_order(weights: torch.Tensor, seed: int, epoch: int) -> torch.Tensor:
     """An epoch of len(weights) images drawn with replacement, each with its weight, as WeightedRandomSampler does.
 

@@ -225,7 +225,7 @@ def evaluation_document(evaluation: Evaluation, mistakes: list[dict] | None = No
         "loss": result.loss,
         "top_k": result.k,
         "top_k_accuracy": result.topk_accuracy,
-        "balanced_accuracy": result.balanced_accuracy,  # part H5: mean per-class recall, beside accuracy
+        "balanced_accuracy": result.balanced_accuracy,  # mean per-class recall, beside accuracy
         "classes": evaluation.classes,
         **class_report(result.confusion, evaluation.classes),
         "confusion": result.confusion.tolist(),

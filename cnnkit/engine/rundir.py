@@ -205,7 +205,7 @@ def write_metrics(run: Path, history: list[dict]) -> None:
     _write_csv(run / "metrics.csv", METRIC_COLUMNS, history)
 
 
-# ---- --val-every results (part H5): one row per validation inside an epoch, beside metrics.csv's epoch rows
+# ---- --val-every results: one row per validation inside an epoch, beside metrics.csv's epoch rows
 VAL_STEP_COLUMNS = ("epoch", "step", "val_loss", "val_acc", "val_bal_acc")
 
 

@@ -46,7 +46,7 @@ LENGTH_DEPENDENT_SCHEDULES = ("step", "cosine", "onecycle")
 
 def _continue(checkpoint: dict, run_dir: Path, reporter: Reporter, epochs, device, workers, auto_batch) -> dict:
     config = TrainConfig.from_dict(checkpoint["train"]["config"])
-    config.model = verified_model_name(checkpoint)  # a user's model file: only as the checkpoint saw it (H1)
+    config.model = verified_model_name(checkpoint)  # a user's model file: only as the checkpoint saw it
     planned = config.epochs
     if epochs is not None:
         config.epochs = epochs
@@ -92,7 +92,7 @@ def _say_if_replanned(schedule: str, planned: int, epochs: int, done: int, repor
 def _fit(trainer: Trainer, setup: TrainSetup) -> dict:
     """Train, and say what the run was: finetune runs add their mode, weights, head and phases."""
     summary = {**trainer.fit(), **finetune_summary(setup.extra_train)}
-    # ---- run report (issue 16, part C): report.html once the run is done ----
+    # ---- report.html once the run is done ----
     # Rank 0 evaluates alone, so the process group goes first: no collective waits for peers that have left.
     distributed.shutdown()
     if setup.world.main:

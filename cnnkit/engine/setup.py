@@ -62,7 +62,7 @@ def validate_config(cfg: TrainConfig) -> None:
             raise UsageError(message)
     parse_augment(cfg.augment)
     check_run_name(cfg.name)
-    # H2: --init, --init-bias, --loss (with --label-smoothing), --normalize
+    # --init, --init-bias, --loss (with --label-smoothing), --normalize
     parse_init(cfg.init)
     check_bias(cfg.init_bias)
     check_loss(cfg.loss, label_smoothing_for(cfg))
