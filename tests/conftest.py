@@ -43,6 +43,23 @@ def cli(runner, monkeypatch, tmp_path):
     return invoke
 
 
+@pytest.fixture(scope="module")
+def invoke():
+    """The app in-process for a module's tests, in the current folder (the imports are paid once); returns
+    (exit code, stdout, stderr). `cli` is the per-test form that also moves into tmp_path."""
+    from typer.testing import CliRunner
+
+    from cnnkit.cli import app
+
+    runner = CliRunner()
+
+    def run(*args):
+        result = runner.invoke(app, [str(a) for a in args])
+        return result.exit_code, result.stdout, result.stderr
+
+    return run
+
+
 def run_cnnkit(*args, cwd=None, env=None, timeout=300, **kwargs) -> subprocess.CompletedProcess:
     """Run the installed command in a subprocess (the way shell scripts use it)."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}

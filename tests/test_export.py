@@ -50,22 +50,6 @@ def lenet_cifar(tiny_run):
 
 
 @pytest.fixture(scope="module")
-def invoke():
-    """The app in-process (the imports are paid once); returns (exit code, stdout, stderr)."""
-    from typer.testing import CliRunner
-
-    from cnnkit.cli import app
-
-    runner = CliRunner()
-
-    def run(*args):
-        result = runner.invoke(app, [str(a) for a in args])
-        return result.exit_code, result.stdout, result.stderr
-
-    return run
-
-
-@pytest.fixture(scope="module")
 def lenet_onnx(lenet_cifar, work, invoke) -> Path:
     out = work / "lenet.onnx"
     code, stdout, stderr = invoke("export", lenet_cifar, "--format", "onnx", "--out", out)

@@ -37,21 +37,6 @@ USER_MODEL = textwrap.dedent('''
 
 
 @pytest.fixture(scope="module")
-def invoke():
-    from typer.testing import CliRunner
-
-    from cnnkit.cli import app
-
-    runner = CliRunner()
-
-    def run(*args):
-        result = runner.invoke(app, [str(a) for a in args])
-        return result.exit_code, result.stdout, result.stderr
-
-    return run
-
-
-@pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("photos")
     for cls in sorted(p for p in (CIFAR / "test").iterdir() if p.is_dir()):
