@@ -205,3 +205,22 @@ def test_a_run_trains_with_its_loss_init_and_normalisation_and_evaluate_uses_the
     assert evaluation.result.count == 400
     assert evaluation.result.loss == pytest.approx(summary["val_loss"], abs=1e-4)
     assert evaluation.result.accuracy == pytest.approx(summary["val_acc"])
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ({}, 0.1),  # cnnkit's own default: train with cross-entropy
+    ({"loss": "nll"}, 0.0),  # nll refuses smoothing: the default must not reach it
+    ({"recipe": "ms-perceptron"}, 0.0),  # a tutorial's recipe trains on the plain target
+    ({"command": "finetune"}, 0.0),
+    ({"loss": "nll", "label_smoothing": 0.2}, 0.2),  # given: used as given (and refused by check_loss for nll)
+])
+def test_label_smoothing_default_depends_on_command_loss_and_recipe(settings, expected):
+    from cnnkit.engine.config import label_smoothing_for
+
+    assert label_smoothing_for(TrainConfig(**settings)) == expected
+
+
+def test_a_loss_that_refuses_smoothing_trains_with_the_default_options(cli):
+    code, out, err = cli("train", "perceptron", "--loss", "nll", "--epochs", "1", "--limit", "64", "--device", "cpu", "--json")
+    assert code == 0, err
+    assert json.loads(out)["epochs"] == 1

@@ -140,3 +140,10 @@ def test_val_every_results_are_written_and_choose_best_pt(cli, tmp_path):
     assert best["global_step"] == best_step and best["best_val_acc"] == pytest.approx(max(accuracies), abs=1e-5)
     assert last["global_step"] == 10 and last["epoch"] == 1  # last.pt stays the epoch's end
 
+
+
+def test_a_short_first_epoch_at_ln_classes_is_not_called_stuck(cli, tmp_path, cifar_folder):
+    """300 photos are 5 steps an epoch at batch 64: the loss has not left ln(10) yet, and that says nothing."""
+    code, out, err = cli("train", "lenet", "--dataset", cifar_folder, "--epochs", "1", "--device", "cpu")
+    assert code == 0, err
+    assert "training loss sat at" not in err
