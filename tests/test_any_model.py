@@ -34,6 +34,12 @@ class MyNet(nn.Module):
 
 def seven_classes():
     return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 7))
+
+
+def any_size(in_channels, num_classes, image_size):
+    """image_size is one int for a square input, else (H, W)."""
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * height * width, num_classes))
 '''
 
 
@@ -142,7 +148,7 @@ def test_model_arg_values_are_parsed_as_plain_values():
         "a": 3, "b": 0.5, "c": True, "d": "relu", "drop_rate": 0.001}
 
 
-@pytest.mark.parametrize("size", ["0", "3,4,5", "big", "100,50"])
+@pytest.mark.parametrize("size", ["0", "3,4,5", "big", "100,0"])
 def test_a_bad_image_size_is_a_usage_error(cli, tmp_path, size):
     code, out, err = cli("train", "lenet", "--image-size", size, "--epochs", "1", "--out", tmp_path)
     assert_clean_failure(code, err, 2)
@@ -155,6 +161,64 @@ def test_resnet18_trains_at_32_pixels_and_evaluate_feeds_it_32(tmp_path):
     from cnnkit.engine.evaluate_checkpoint import evaluate_checkpoint
 
     assert evaluate_checkpoint(run, device="cpu").result.count == 32
+
+
+# ---- H,W: non-square inputs --------------------------------------------------------------------
+def test_a_non_square_size_trains_evaluates_predicts_and_exports(cli, tmp_path):
+    """cnn at 20x28 (H x W): every layer's size follows both sides, and every command feeds it 20x28."""
+    run = _train(tmp_path, "cnn", image_size=[20, 28])
+    saved = torch.load(run / "best.pt", weights_only=True)
+    assert saved["model"]["kwargs"]["image_size"] == [20, 28] and saved["data"]["input_size"] == [1, 20, 28]
+    assert saved["model"]["state_dict"]["11.weight"].shape == (10, 64 * 5 * 7)  # two poolings: 20x28 -> 5x7
+    code, out, err = cli("evaluate", run, "--json", "--device", "cpu")
+    assert code == 0 and json.loads(out)["count"] == 32, err
+    code, out, err = cli("predict", _digit_png(tmp_path), "--model", run, "--json", "--device", "cpu")
+    assert code == 0, err
+    code, out, err = cli("export", run, "--format", "onnx", "--out", tmp_path / "cnn.onnx")
+    assert code == 0, err
+    import onnx
+
+    dims = onnx.load(tmp_path / "cnn.onnx").graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims][1:] == [1, 20, 28]
+
+
+def test_a_mixed_size_folder_is_decoded_to_the_chosen_height_and_width(tmp_path):
+    from PIL import Image
+
+    from cnnkit.engine.evaluate_checkpoint import evaluate_checkpoint
+
+    for index, (width, height) in enumerate([(60, 40), (50, 50), (48, 64)] * 4):
+        folder = tmp_path / "photos" / ("ab"[index % 2])
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (width, height), (255 * (index % 2), 90, 30)).save(folder / f"{index}.png")
+    run = _train(tmp_path, "perceptron", dataset=str(tmp_path / "photos"), image_size=[24, 32])
+    saved = torch.load(run / "best.pt", weights_only=True)
+    assert saved["data"]["size"] == [24, 32] and saved["model"]["state_dict"]["1.weight"].shape == (2, 3 * 24 * 32)
+    evaluation = evaluate_checkpoint(run, device="cpu")  # it decodes the folder as training did: 24x32, not 24x24
+    assert tuple(evaluation.dataset.size) == (24, 32) and evaluation.result.count == 2  # 20% of 12 held out
+
+
+def test_a_users_builder_gets_one_side_for_a_square_and_height_width_otherwise(model_file):
+    square = get_model(f"{model_file}:any_size", in_channels=1, num_classes=3, image_size=(28, 28), fixed_size=True)
+    wide = get_model(f"{model_file}:any_size", in_channels=1, num_classes=3, image_size=(20, 28), fixed_size=True)
+    assert square[1].in_features == 28 * 28 and wide[1].in_features == 20 * 28
+
+
+def test_summary_builds_a_model_at_the_non_square_input_it_summarises(cli):
+    code, out, err = cli("summary", "perceptron", "--input-size", "1,20,28", "--json")
+    assert code == 0, err
+    assert json.loads(out)["total_params"] == 20 * 28 * 10 + 10
+
+
+def test_torchvision_models_take_height_and_width_but_vit_asks_for_one_side(cli, tmp_path):
+    from cnnkit.models.surgery import check_output
+
+    model = get_model("torchvision:resnet18", in_channels=3, num_classes=10, image_size=(32, 48), fixed_size=True)
+    check_output(model, "resnet18", (3, 32, 48), 10)
+    code, out, err = cli("train", "torchvision:vit_b_16", "--image-size", "32,48", "--epochs", "1",
+                         "--dataset", _digits(tmp_path), "--out", tmp_path / "runs")
+    lines = assert_clean_failure(code, err, after_output=True)
+    assert "square images only" in lines[0] and "--image-size 48" in lines[1]
 
 
 # ---- torchvision's whole classification zoo ---------------------------------------------------
@@ -221,6 +285,15 @@ def test_a_small_timm_model_trains_a_step(tmp_path):
     from cnnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint
 
     assert model_from_checkpoint(load_checkpoint(run)).num_classes == 10
+
+
+def test_a_timm_vit_is_built_for_the_height_and_width_asked_for():
+    from cnnkit.models.surgery import check_output
+
+    model = get_model("timm:test_vit", in_channels=3, num_classes=10, image_size=(32, 48), fixed_size=True)
+    check_output(model, "timm:test_vit", (3, 32, 48), 10)
+    check_output(get_model("timm:test_resnet", in_channels=3, num_classes=10, image_size=(32, 48), fixed_size=True),
+                 "timm:test_resnet", (3, 32, 48), 10)  # a CNN takes any size and no img_size
 
 
 BLOCK_TIMM = textwrap.dedent('''

@@ -285,7 +285,7 @@ def test_large_same_size_photos_are_decoded_at_the_model_size(cli, tmp_path):
     data = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)["data"]
     assert data["size"] == [32, 32]
     # What the training run held in memory: N x C x 32 x 32, not N x C x 900 x 1200.
-    dataset = load_dataset(str(root), image_size=32, max_side=32)
+    dataset = load_dataset(str(root), image_size=32, max_size=32)
     assert tuple(dataset.splits["train"].images.shape) == (6, 3, 32, 32)
     assert any("at 32x32" in note for note in dataset.notes)
     code, out, err = cli("evaluate", run_dir, "--split", "val", "--json")  # decoded alike from the checkpoint

@@ -155,6 +155,17 @@ def test_head_phase_leaves_the_backbone_bit_for_bit(tiny_pets, resnet_weights, t
     assert counts == [{"name": "head", "epochs": 1, "lr": 0.01, "trainable": 1026, "frozen": 11176512}]
 
 
+def test_a_non_square_crop_is_what_the_checkpoint_records_and_predict_decodes(tiny_pets, resnet_weights, tmp_path, cli):
+    """--image-size 64,96: the short side goes to 110 (96 in ResNet's 224:256), then a 64x96 center crop."""
+    code, out, err = cli("finetune", "resnet18", "--dataset", tiny_pets, "--weights", resnet_weights, "--image-size", "64,96",
+                         "--epochs", "1", "--batch-size", "2", "--out", tmp_path / "runs", "--name", "wide", "--quiet")
+    assert code == 0, err
+    data = load_checkpoint(tmp_path / "runs" / "wide")["data"]
+    assert data["input_size"] == [3, 64, 96] and data["size"] == [64, 96] and data["resize_to"] == 110
+    code, out, err = cli("predict", _photos("Cat")[0], "--model", tmp_path / "runs" / "wide", "--json", "--device", "cpu")
+    assert code == 0, err
+
+
 # ---- phase 2, Ctrl-C inside it, and resume --------------------------------------------
 def test_unfreeze_phase_is_interrupted_and_resumes_in_that_phase(tiny_pets, resnet_weights, tmp_path, cli):
     run = tmp_path / "runs" / "two-phase"

@@ -197,8 +197,12 @@ SCHEMA_DEFECTS = {
     "image-size-huge": (_huge_input, "model.kwargs.image_size"),
     "data-size-huge": (_set("data.size", [100_000, 100_000]), "data.size"),
     "input-size-inconsistent": (_set("data.input_size", [3, 28, 28]), "data.input_size"),
+    # H,W: one side of an [H, W] image_size that is no integer, or a pair the recorded input does not match
+    "image-size-pair-of-text": (_set("model.kwargs.image_size", [28, "28"]), "model.kwargs.image_size"),
+    "image-size-pair-inconsistent": (_set("model.kwargs.image_size", [20, 28]), "data.input_size"),
     "config-epochs-a-string": (_set("train.config.epochs", "abc"), "train.config.epochs"),
     "config-lr-nan": (_set("train.config.lr", float("nan")), "train.config.lr"),
+    "config-image-size-one-side": (_set("train.config.image_size", [0]), "train.config.image_size"),
     "epoch-negative": (_set("train.epoch", -1), "train.epoch"),
 }
 # The loop state only a resume reads: evaluate, predict and summary need just the train section's epoch.

@@ -13,7 +13,8 @@ from pathlib import Path
 import cnnkit
 
 PACKAGE = Path(cnnkit.__file__).parent
-BOTTOM = {"cnnkit.errors", "cnnkit.fileio", "cnnkit.safeload", "cnnkit.limits", "cnnkit.reporting", "cnnkit.version"}
+BOTTOM = {"cnnkit.errors", "cnnkit.fileio", "cnnkit.safeload", "cnnkit.limits", "cnnkit.reporting", "cnnkit.sizes",
+          "cnnkit.version"}
 # A layer may import itself, what is below it, and the bottom modules.
 BELOW = {
     "cnnkit.cli": ("cnnkit.engine", "cnnkit.models", "cnnkit.data", "cnnkit.hub", "cnnkit.viz"),

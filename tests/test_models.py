@@ -43,10 +43,10 @@ def n_params(model) -> int:
 @pytest.mark.parametrize("channels", [1, 3])
 def test_every_model_builds_and_runs(name, channels):
     spec = get_spec(name)
-    size = input_size_for(spec, 28)
+    height, width = input_size_for(spec, 28)
     model = get_model(name, in_channels=channels, num_classes=7, image_size=28).eval()
     in_channels = spec.channels or channels
-    x = torch.randn(2, in_channels, size, size)
+    x = torch.randn(2, in_channels, height, width)
     with torch.no_grad():
         out = model(x)
         # channels_last breaks models that call .view on activations

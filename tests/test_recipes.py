@@ -201,6 +201,16 @@ def test_config_formats(cli, tmp_path, suffix, text):
     assert (resolved["model"], resolved["epochs"], resolved["optimizer"]) == ("mlp", 2, "sgd")
 
 
+@pytest.mark.parametrize("text, size", [("image_size = 32", [32, 32]), ('image_size = "20,28"', [20, 28]),
+                                        ("image_size = [20, 28]", [20, 28])])
+def test_a_config_gives_the_image_size_as_the_command_line_or_config_json_does(cli, tmp_path, text, size):
+    conf = tmp_path / "c.toml"
+    conf.write_text(f"{text}\nmodel_args = {{ hidden = 12 }}\n")
+    code, out, err = cli("train", "mlp", "--config", conf, "--print-config")
+    assert code == 0, err
+    assert json.loads(out)["image_size"] == size and json.loads(out)["model_args"] == {"hidden": 12}
+
+
 @pytest.mark.parametrize("command, text, named", [
     ("train", '{"model": "mlp", "lrate": 0.1}', "lrate"),  # unknown key
     ("train", '{"model": "mlp", "epochs": "two"}', "epochs"),  # wrong type
@@ -211,6 +221,10 @@ def test_config_formats(cli, tmp_path, suffix, text):
     ("finetune", '{"model": "vgg16", "init": "xavier"}', "init"),  # a train setting
     ("finetune", '{"model": "vgg16", "command": "train"}', "train configuration"),
     ("train", '[1, 2]', "mapping"),
+    ("train", '{"image_size": [0, 28]}', "image_size"),  # checked as --image-size checks it
+    ("train", '{"image_size": [20, 28, 3]}', "image_size"),
+    ("train", '{"image_size": true}', "image_size"),
+    ("train", '{"model_args": [1]}', "model_args"),
     ("train", '{"model": ', "not valid JSON"),
 ])
 def test_bad_config_is_a_usage_error_naming_the_key_and_file(cli, tmp_path, command, text, named):

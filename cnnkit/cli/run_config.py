@@ -25,6 +25,9 @@ USER_SOURCES = ("COMMANDLINE", "ENVIRONMENT")
 RUN_RECORD_KEYS = ("processes", "cpu_threads", "device_used", "data")
 LAYERS = ("recipe", "config", "command line")  # weakest first
 SUFFIXES = (".json", ".toml", ".yaml", ".yml")
+# Fields a file may give as the command line spells them (image_size = 32 or "20,28") or as a run's
+# config.json records them ([20, 28]; {width = 4}): either way the option's own parser checks them.
+OPTION_TEXT = {"image_size": "N, \"H,W\" or [H, W]", "model_args": "a table of KEY = VALUE"}
 
 
 def field_value(value: Any) -> Any:
@@ -103,7 +106,9 @@ def read_config_file(path: Path, ctx: Any, command: str, params: dict) -> dict:
             close = difflib.get_close_matches(str(key), list(defaults), n=3)
             raise UsageError(f"{path}: unknown key '{key}'" + (f"; did you mean {', '.join(close)}?" if close else ""),
                              "the keys are TrainConfig's field names, as a run's config.json writes them")
-        if not _has_type(annotations[key], value):
+        if key in OPTION_TEXT:
+            text = _option_text(path, key, value)
+        elif not _has_type(annotations[key], value):
             raise UsageError(f"{path}: '{key}' must be {annotations[key]}, not {type(value).__name__} {value!r}")
         if key == "command":
             if value != command:
@@ -117,10 +122,24 @@ def read_config_file(path: Path, ctx: Any, command: str, params: dict) -> dict:
             raise UsageError(f"{path}: '{key}' is a `cnnkit {_other(command)}` setting; `cnnkit {command}` does not take it",
                              f"remove '{key}' from the file, or run `cnnkit {_other(command)} --config {path}`")
         param = params.get(key) or next((params[n] for n, f in PARAMETER_FIELDS.items() if f == key and n in params), None)
-        if param is not None and (value is None or isinstance(value, (str, int, float, bool))):
+        if param is not None and key in OPTION_TEXT:
+            value = _through_option(param, text, ctx, path, key)
+        elif param is not None and (value is None or isinstance(value, (str, int, float, bool))):
             value = _through_option(param, value, ctx, path, key)
         checked[key] = value
     return checked
+
+
+def _option_text(path: Path, key: str, value: Any):
+    """An OPTION_TEXT field's value as the command line gives it: text for --image-size, KEY=VALUE's for --model-arg."""
+    if key == "image_size" and value is None:
+        return None
+    if key == "image_size" and isinstance(value, (int, str, list)) and not isinstance(value, bool):
+        return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    if key == "model_args" and isinstance(value, dict):
+        return [f"{name}={item}" for name, item in value.items()]
+    raise UsageError(f"{path}: '{key}' must be {OPTION_TEXT[key]}, not {type(value).__name__} {value!r}",
+                     "write it as on the command line, or as a run's config.json records it")
 
 
 def _through_option(param: Any, value: Any, ctx: Any, path: Path, key: str) -> Any:
@@ -132,7 +151,8 @@ def _through_option(param: Any, value: Any, ctx: Any, path: Path, key: str) -> A
     except Exception as exc:  # Click's BadParameter (Typer may bring its own Click: matched by what it offers)
         if not hasattr(exc, "format_message"):
             raise
-        raise UsageError(f"{path}: '{key}' = {value!r}: {exc.format_message()}") from None
+        raise UsageError(f"{path}: '{key}' = {value!r}: {exc.format_message()}",
+                         f"fix '{key}' in {path}; the option's --help says what it takes") from None
 
 
 def _load(path: Path) -> dict:

@@ -70,12 +70,12 @@ def summary(
 
             # budget=0: a folder is only scanned (headers), never decoded, for its shape.
             data = load_dataset(dataset, data_dir, budget=0, on_missing=fetch_missing)
-            data_shape = (data.channels, data.size[0])
+            data_shape = (data.channels, tuple(data.size))
             classes = classes or len(data.classes)
         target = core.registry_target(model, core.parse_input_size(input_size) if input_size else None, data_shape, classes, freeze_backbone)
 
     channels, height, width = target.input_size
-    walk = core.shape_walk(target.build(height), target.input_size)
+    walk = core.shape_walk(target.build((height, width)), target.input_size)
     document = {"explain": walk.to_dict()} if explain else {}
     if walk.problem is not None:
         side = core.working_side(target, channels, height)
@@ -96,7 +96,7 @@ def summary(
     reporter = Reporter()
     for note in target.notes:
         reporter.note(f"note: {note}")
-    stats = core.run_torchinfo(target.build(height), target.input_size, depth)
+    stats = core.run_torchinfo(target.build((height, width)), target.input_size, depth)
     if json_output:
         print_json({**core.summary_document(target, stats), **document})
         return

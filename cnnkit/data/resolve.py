@@ -9,19 +9,20 @@ from cnnkit.data.dataset import Dataset
 from cnnkit.data.parse import get_format, parse_spec
 from cnnkit.data.spec import DatasetSpec, LoadOptions
 from cnnkit.reporting import QUIET, Reporter
+from cnnkit.sizes import SizeLike
 
 
 def load_dataset(
     spec: str | DatasetSpec,
     data_dir: str | Path = "data",
     *,
-    image_size: int | None = None,
+    image_size: SizeLike | None = None,
     channels: int | None = None,
     resize_to: int | None = None,
     budget: int | None = None,
     workers: int | None = None,
     reporter: Reporter = QUIET,
-    max_side: int | None = None,
+    max_size: SizeLike | None = None,
     on_missing: Callable | None = None,
     cache_dir: str | Path | None = None,
     cache: bool = True,
@@ -33,6 +34,6 @@ def load_dataset(
     (e.g. cnnkit.hub.install.fetch_missing) installs it.
     """
     parsed = parse_spec(spec)
-    options = LoadOptions(Path(data_dir), image_size, channels, resize_to, budget, workers, reporter, max_side,
+    options = LoadOptions(Path(data_dir), image_size, channels, resize_to, budget, workers, reporter, max_size,
                           on_missing, None if cache_dir is None else str(cache_dir), cache, decode)
     return get_format(parsed.kind).load(parsed, options)

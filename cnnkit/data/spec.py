@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from cnnkit.reporting import QUIET, Reporter
+from cnnkit.sizes import SizeLike
 
 if TYPE_CHECKING:
     from cnnkit.data.dataset import Dataset
@@ -43,23 +44,23 @@ class DatasetSpec:
 class LoadOptions:
     """How to load a dataset, whatever its format.
 
-    `image_size` is the side folders of mixed image sizes are decoded to (the model's
-    input size). `channels` forces grey (1) or RGB (3) for folders. `max_side`: a folder
-    of one image size larger than this on both sides is decoded to max_side x max_side
-    (training passes the model's input size; export-idx and inspect keep the images as
-    they are). `on_missing(entry, data_dir)` is called when a catalog dataset is not in
+    `image_size` (one side or (H, W)) is the size folders of mixed image sizes are decoded
+    to (the model's input size). `channels` forces grey (1) or RGB (3) for folders.
+    `max_size` (one side or (H, W)): a folder of one image size larger than this in both
+    height and width is decoded to it (training passes the model's input size; export-idx
+    and inspect keep the images as they are). `on_missing(entry, data_dir)` is called when a catalog dataset is not in
     the data root and may install it; without it a missing dataset raises DatasetMissing.
     `cache_dir`, `cache` and `decode` are described where they are declared.
     """
 
     data_dir: Path = Path("data")
-    image_size: int | None = None
+    image_size: SizeLike | None = None
     channels: int | None = None
     resize_to: int | None = None
     budget: int | None = None
     workers: int | None = None
     reporter: Reporter = QUIET
-    max_side: int | None = None
+    max_size: SizeLike | None = None
     on_missing: Callable | None = None
     cache_dir: str | None = None  # None: CNNKIT_CACHE, else the XDG cache (cnnkit.data.cache.cache_root)
     cache: bool = True  # False (--no-cache): decode every time, read and write no cache

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnkit.errors import UsageError
+from cnnkit.sizes import SizeLike, pair
 
 AUGMENTATIONS = ("flip", "crop", "rotate", "jitter")
 ROTATE_DEGREES = 15.0
@@ -160,13 +161,13 @@ class BatchTransform:
         mean: list[float],
         std: list[float],
         out_channels: int,
-        input_size: int,
+        input_size: SizeLike,
         augment: tuple[Augmentation, ...] = (),
         device: torch.device | str = "cpu",
         channels_last: bool = False,
     ):
         self.out_channels = out_channels
-        self.input_size = input_size
+        self.input_size = pair(input_size)  # (H, W)
         self.augment = augment
         self.channels_last = channels_last
         mean_t = torch.tensor(mean, dtype=torch.float32)
@@ -182,14 +183,14 @@ class BatchTransform:
         self._shift = -self.mean / self.std
 
     def __call__(self, images: torch.Tensor, train: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
-        plain = images.shape[1] == self.out_channels and images.shape[-2:] == (self.input_size, self.input_size)
+        plain = images.shape[1] == self.out_channels and images.shape[-2:] == self.input_size
         if plain and not (train and self.augment):
             x = torch.addcmul(self._shift, images.float(), self._scale)
             return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
         x = images.float().div_(255)
         x = self._fix_channels(x)
-        if x.shape[-2:] != (self.input_size, self.input_size):
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False, antialias=True)
+        if x.shape[-2:] != self.input_size:
+            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
         if train and self.augment:
             x = self._augment(x, generator)
         x = (x - self.mean) / self.std

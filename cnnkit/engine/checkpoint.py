@@ -150,7 +150,7 @@ def transform_from_checkpoint(checkpoint: dict, device, channels_last: bool = Fa
 
     data = checkpoint["data"]
     return BatchTransform(
-        data["mean"], data["std"], data["input_size"][0], data["input_size"][1], (), device, channels_last
+        data["mean"], data["std"], data["input_size"][0], data["input_size"][1:], (), device, channels_last
     )
 
 

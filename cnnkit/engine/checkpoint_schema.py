@@ -18,6 +18,7 @@ import torch
 from cnnkit.engine.config import COMMANDS, FINETUNE_MODES, TrainConfig
 from cnnkit.errors import CheckpointError
 from cnnkit.limits import MAX_CHANNELS, MAX_CLASSES, MAX_PIXELS, MAX_SIDE
+from cnnkit.sizes import size_text
 
 FORMAT = "cnnkit.checkpoint"
 VERSION = 1  # the newest layout this cnnkit writes and reads
@@ -60,16 +61,26 @@ def _check(checkpoint: dict, resume: bool) -> None:
     _check_train(train, resume)
 
 
-def _chosen_size(train) -> int | None:
-    """The side --image-size chose for the run, if its config says so (the config itself is checked later)."""
+def _chosen_size(train) -> tuple[int, int] | None:
+    """The (H, W) --image-size chose for the run, if its config says so (the config itself is checked later)."""
     config = train.get("config") if isinstance(train, dict) else None
     size = config.get("image_size") if isinstance(config, dict) else None
     if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in size):
-        return size[0]
+        return size[0], size[1]
     return None
 
 
-def _check_model(model: dict, chosen_size: int | None = None):
+def _image_size(kwargs: dict) -> tuple[int, int]:
+    """model.kwargs.image_size as (H, W): one side for a square input, else [H, W] (cnnkit/sizes.py)."""
+    size = _get(kwargs, "image_size", "model.kwargs.image_size")
+    if isinstance(size, list):
+        height, width = _integers(size, "model.kwargs.image_size", 2, 1, MAX_SIDE)
+        return height, width
+    side = _integer(size, "model.kwargs.image_size", 1, MAX_SIDE)
+    return side, side
+
+
+def _check_model(model: dict, chosen_size: tuple[int, int] | None = None):
     from cnnkit.errors import ModelError
     from cnnkit.models import get_spec
 
@@ -101,10 +112,12 @@ def _check_model(model: dict, chosen_size: int | None = None):
     if spec is not None and spec.channels is not None and channels != spec.channels:
         raise SchemaError("model.kwargs.in_channels", f"is {channels}; {spec.name} takes {spec.channels}")
     _integer(_get(kwargs, "num_classes", "model.kwargs.num_classes"), "model.kwargs.num_classes", 1, MAX_CLASSES)
-    side = _integer(_get(kwargs, "image_size", "model.kwargs.image_size"), "model.kwargs.image_size", 1, MAX_SIDE)
-    built_for = chosen_size or (spec.native_size if spec is not None else None)  # --image-size overrides
-    if arch == "cnnkit" and built_for is not None and side != built_for:
-        raise SchemaError("model.kwargs.image_size", f"is {side}; {spec.name if spec else name} is built for {built_for}")
+    size = _image_size(kwargs)
+    native = (spec.native_size,) * 2 if spec is not None and spec.native_size is not None else None
+    built_for = chosen_size or native  # --image-size overrides
+    if arch == "cnnkit" and built_for is not None and size != built_for:
+        raise SchemaError("model.kwargs.image_size", f"is {size_text(size)}; {spec.name if spec else name} "
+                                                     f"is built for {size_text(built_for)}")
     if "head" in model and not (isinstance(model["head"], str) and 0 < len(model["head"]) <= MAX_TEXT):
         raise SchemaError("model.head", f"is {_kind(model['head'])}, not a module path")
     state = _get(model, "state_dict", "model.state_dict")
@@ -171,9 +184,9 @@ def _check_data(data: dict, kwargs: dict, spec) -> None:
     channels, height, width = _integers(_get(data, "input_size", "data.input_size"), "data.input_size", 3, 1, MAX_SIDE)
     if height * width > MAX_PIXELS:
         raise SchemaError("data.input_size", f"is {height}x{width}, more than {MAX_PIXELS:,} pixels")
-    if [channels, height, width] != [kwargs["in_channels"], kwargs["image_size"], kwargs["image_size"]]:
-        raise SchemaError("data.input_size", f"is {[channels, height, width]}, but the model takes "
-                                             f"{[kwargs['in_channels'], kwargs['image_size'], kwargs['image_size']]}")
+    takes = [kwargs["in_channels"], *_image_size(kwargs)]
+    if [channels, height, width] != takes:
+        raise SchemaError("data.input_size", f"is {[channels, height, width]}, but the model takes {takes}")
     for key in ("mean", "std"):
         values = _get(data, key, f"data.{key}")
         if (not isinstance(values, list) or not 1 <= len(values) <= MAX_CHANNELS
@@ -251,6 +264,8 @@ def _check_config_values(config: dict) -> None:
     for key, low, high in (("seed", 0, 2**63 - 1), ("batch_size", 1, 1 << 20)):
         if key in config:
             _integer(config[key], f"train.config.{key}", low, high)
+    if config.get("image_size") is not None:  # what --resume feeds the model
+        _integers(config["image_size"], "train.config.image_size", 2, 1, MAX_SIDE)
 
 
 # ---- small checks --------------------------------------------------------------------------

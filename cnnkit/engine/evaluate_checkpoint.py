@@ -92,8 +92,8 @@ def _load_evaluation_dataset(data: dict, spec: str | None, data_dir: str | Path 
     # and grey stays grey, so a folder's decode cache is shared with training.
     return load_dataset(
         spec, data_dir if data_dir is not None else data.get("data_dir", "data"),
-        image_size=int(data["size"][0]), channels=int(data["channels"]), resize_to=data.get("resize_to"),
-        max_side=int(data["size"][0]), workers=workers, budget=budget, reporter=reporter,
+        image_size=tuple(data["size"]), channels=int(data["channels"]), resize_to=data.get("resize_to"),
+        max_size=tuple(data["size"]), workers=workers, budget=budget, reporter=reporter,
         on_missing=fetch_missing, cache_dir=cache_dir, cache=cache, decode=decode,
     )
 

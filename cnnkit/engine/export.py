@@ -218,9 +218,9 @@ def _dataset_images(data: dict) -> tuple[torch.Tensor, str]:
 
     spec = parse_recorded_spec(data["spec"], data.get("kind"))
     # A budget of one byte: a folder comes back as its list of files, of which only a few are decoded.
-    dataset = load_dataset(spec, data.get("data_dir", "data"), image_size=int(data["size"][0]),
+    dataset = load_dataset(spec, data.get("data_dir", "data"), image_size=tuple(data["size"]),
                            channels=int(data["channels"]), resize_to=data.get("resize_to"),
-                           max_side=int(data["size"][0]), budget=1)
+                           max_size=tuple(data["size"]), budget=1)
     name = "test" if "test" in dataset.splits else next(iter(dataset.splits))
     split = dataset.splits[name]
     picks = torch.linspace(0, len(split) - 1, min(CHECK_IMAGES, len(split))).round().long().unique()

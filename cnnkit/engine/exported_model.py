@@ -227,7 +227,7 @@ def graph_input(images: torch.Tensor, document: dict) -> torch.Tensor:
     if same:
         return images.float().div_(255)
     # mean 0, std 1: only BatchTransform's channel change and resize, on 0-1 floats.
-    scaled = BatchTransform([0.0] * channels, [1.0] * channels, channels, height)(images)
+    scaled = BatchTransform([0.0] * channels, [1.0] * channels, channels, (height, width))(images)
     if spec["dtype"] == "uint8":
         return scaled.mul_(255).round_().clamp_(0, 255).to(torch.uint8)
     return scaled

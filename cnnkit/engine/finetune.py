@@ -30,6 +30,7 @@ from cnnkit.models import get_spec
 from cnnkit.models.backbones import build_pretrained, weights_path
 from cnnkit.models.registry import ModelSpec, pretrained_models
 from cnnkit.models.surgery import check_output, find_head, head_of, parameter_counts, replace_head, set_frozen
+from cnnkit.sizes import Size, builder_size, pair, recorded_size
 
 # Head epochs when neither --head-epochs nor --epochs is given. A features
 # epoch is a pass of a linear layer over cached vectors, so it can afford more.
@@ -127,23 +128,25 @@ class NewHead(ModelSource):
             source = spec.source or {}
             self.weights = Path(source["path"]) if "path" in source else None  # the user's file, for the cache key
             self.model = None
-        # The weights' own preprocessing: resize 256, center crop 224, ImageNet mean/std; --image-size N
-        # crops N instead and resizes in the same proportion.
+        # The weights' own preprocessing: resize 256, center crop 224, ImageNet mean/std. --image-size N
+        # (or H,W) crops that instead, the short side resized in the same proportion to the crop's long
+        # side, so that an H,W crop fits inside any photo at least as wide as it is tall, or the reverse.
         preset = spec.preprocessing
-        self.crop, self.resize = preset.crop, preset.resize
+        self.crop, self.resize = pair(preset.crop), preset.resize
         if self.chosen_size:
-            self.crop, self.resize = self.chosen_size, round(self.chosen_size * preset.resize / preset.crop)
+            self.crop = self.chosen_size
+            self.resize = round(max(self.crop) * preset.resize / preset.crop)
         self.mean, self.std = list(preset.mean), list(preset.std)
 
-    def decode_size(self) -> tuple[int, int | None]:
+    def decode_size(self) -> tuple[Size, int | None]:
         return self.crop, self.resize
 
-    def input_shape(self, dataset) -> tuple[int, int]:
+    def input_shape(self, dataset) -> tuple[int, Size]:
         return 3, self.crop
 
-    def build(self, in_channels: int, num_classes: int, input_size: int) -> nn.Module:
+    def build(self, in_channels: int, num_classes: int, input_size: Size) -> nn.Module:
         if self.model is None:
-            self.model = self.spec.pretrained(num_classes, image_size=input_size, **self.cfg.model_args)
+            self.model = self.spec.pretrained(num_classes, image_size=builder_size(input_size), **self.cfg.model_args)
             self.head_name = find_head(self.model)
             head = self.model.get_submodule(self.head_name)
             if getattr(head, "out_features", getattr(head, "out_channels", None)) != num_classes:
@@ -152,15 +155,15 @@ class NewHead(ModelSource):
             self.head_name = head_of(self.model, self.spec)
             replace_head(self.model, self.spec, num_classes, self.head_name)
         self.head = self.model.get_submodule(self.head_name)
-        check_output(self.model, self.spec.name, (3, input_size, input_size), num_classes)
+        check_output(self.model, self.spec.name, (3, *input_size), num_classes)
         self.counts = phase_counts(self.model, self.head, self.phases())
         return self.model
 
-    def model_kwargs(self, in_channels: int, num_classes: int, input_size: int) -> dict:
+    def model_kwargs(self, in_channels: int, num_classes: int, input_size: Size) -> dict:
         kwargs = super().model_kwargs(in_channels, num_classes, input_size)
         return {**kwargs, "arch": "torchvision"} if self.spec.weights is not None else kwargs
 
-    def model_section(self, in_channels: int, num_classes: int, input_size: int) -> dict:
+    def model_section(self, in_channels: int, num_classes: int, input_size: Size) -> dict:
         section = super().model_section(in_channels, num_classes, input_size)
         if self.spec.weights is None:  # rebuilt from the builder, then this layer made num_classes wide
             section["head"] = self.head_name
@@ -219,7 +222,7 @@ class CachedFeatures(NewHead):
         amp = default_amp(cfg.amp, device)
         use_cache = cfg.cache and not (cfg.memory_budget and parse_bytes(cfg.memory_budget) == 0)  # --no-cache
         use_cache = use_cache and self.weights is not None  # timm's weights: no file of ours to key the cache by
-        preprocessing = {"mean": self.mean, "std": self.std, "crop": self.crop, "resize": self.resize,
+        preprocessing = {"mean": self.mean, "std": self.std, "crop": recorded_size(self.crop), "resize": self.resize,
                          "size": list(dataset.size)}
         if cfg.model_args:
             preprocessing["model_args"] = sorted(cfg.model_args.items())

@@ -23,6 +23,7 @@ from cnnkit.errors import UsageError
 from cnnkit.models import get_model, get_spec, initialise
 from cnnkit.models.registry import ModelSpec, input_channels_for, input_size_for
 from cnnkit.models.surgery import check_output
+from cnnkit.sizes import Size, pair, recorded_size
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -36,17 +37,6 @@ def run_batches(cfg: TrainConfig, train_split, val_split, *, channels: int, size
     train = make_batches(train_split, batch_size=cfg.batch_size, shuffle=True, pad=True, **common)
     val = make_batches(val_split, batch_size=eval_batch_size(cfg.batch_size), shuffle=False, pad=False, **common)
     return train, val
-
-
-def chosen_side(image_size: list | None) -> int | None:
-    """--image-size as one side. cnnkit's batches are square, so H,W must be equal for now."""
-    if not image_size:
-        return None
-    height, width = image_size
-    if height != width:
-        raise UsageError(f"--image-size {height},{width} is not square; cnnkit feeds models square images",
-                         f"give one side, e.g. --image-size {max(height, width)}")
-    return int(height)
 
 
 class ModelSource:
@@ -73,29 +63,29 @@ class ModelSource:
         """Read what must be read before the data, so that a missing or bad file fails first."""
 
     @property
-    def chosen_size(self) -> int | None:
-        """The side --image-size asked for (one side: a square input), else None."""
-        return chosen_side(self.cfg.image_size)
+    def chosen_size(self) -> Size | None:
+        """The (H, W) --image-size asked for, else None."""
+        return pair(self.cfg.image_size) if self.cfg.image_size else None
 
-    def decode_size(self) -> tuple[int, int | None]:
-        """(the largest side images are decoded at, the side they are resized to first, if any)."""
-        return self.chosen_size or self.spec.native_size or self.spec.default_size, None
+    def decode_size(self) -> tuple[Size, int | None]:
+        """(the (H, W) images are decoded at, at most, and the side they are resized to first, if any)."""
+        return self.chosen_size or pair(self.spec.native_size or self.spec.default_size), None
 
-    def input_shape(self, dataset) -> tuple[int, int]:
-        """(channels, side) the model is fed: --image-size, else the model's native size or the data's."""
-        side = self.chosen_size or input_size_for(self.spec, dataset.size[0])
-        return input_channels_for(self.spec, dataset.channels), side
+    def input_shape(self, dataset) -> tuple[int, Size]:
+        """(channels, (H, W)) the model is fed: --image-size, else the model's native size or the data's."""
+        size = self.chosen_size or input_size_for(self.spec, dataset.size)
+        return input_channels_for(self.spec, dataset.channels), size
 
-    def build(self, in_channels: int, num_classes: int, input_size: int) -> nn.Module:
+    def build(self, in_channels: int, num_classes: int, input_size: Size) -> nn.Module:
         model = initialise(get_model(self.spec.name, in_channels=in_channels, num_classes=num_classes,
                                      image_size=input_size, fixed_size=True, **self.cfg.model_args), self.cfg.init, self.cfg.init_bias)
-        check_output(model, self.spec.name, (in_channels, input_size, input_size), num_classes)
+        check_output(model, self.spec.name, (in_channels, *input_size), num_classes)
         return model
 
-    def model_kwargs(self, in_channels: int, num_classes: int, input_size: int) -> dict:
-        return {"in_channels": in_channels, "num_classes": num_classes, "image_size": input_size}
+    def model_kwargs(self, in_channels: int, num_classes: int, input_size: Size) -> dict:
+        return {"in_channels": in_channels, "num_classes": num_classes, "image_size": recorded_size(input_size)}
 
-    def model_section(self, in_channels: int, num_classes: int, input_size: int) -> dict:
+    def model_section(self, in_channels: int, num_classes: int, input_size: Size) -> dict:
         """The checkpoint's model section, less the weights: what evaluate and predict rebuild it from."""
         section = {"name": self.spec.name, "kwargs": self.model_kwargs(in_channels, num_classes, input_size)}
         if self.cfg.model_args:

@@ -32,6 +32,7 @@ from cnnkit.errors import DataError, UsageError
 from cnnkit.engine.losses import check_loss
 from cnnkit.engine.normalize import parse_normalize
 from cnnkit.models.init import check_bias, parse_init
+from cnnkit.sizes import Size, size_text
 
 
 def model_source(cfg: TrainConfig) -> ModelSource:
@@ -69,13 +70,13 @@ def validate_config(cfg: TrainConfig) -> None:
     parse_normalize(cfg.normalize)
 
 
-def prepare_data(cfg: TrainConfig, reporter: Reporter, image_size: int, resize_to: int | None = None) -> Dataset:
-    """The run's dataset. With --limit or --val-limit a folder is only scanned here: training_splits
-    picks the images and decodes those alone (and caches only them)."""
+def prepare_data(cfg: TrainConfig, reporter: Reporter, image_size: Size, resize_to: int | None = None) -> Dataset:
+    """The run's dataset, folders decoded at most at `image_size` (H, W). With --limit or --val-limit a
+    folder is only scanned here: training_splits picks the images and decodes those alone (and caches only them)."""
     from cnnkit.hub.install import fetch_missing
 
     dataset = load_dataset(
-        cfg.dataset, cfg.data_dir, image_size=image_size, resize_to=resize_to, max_side=image_size,
+        cfg.dataset, cfg.data_dir, image_size=image_size, resize_to=resize_to, max_size=image_size,
         budget=parse_bytes(cfg.memory_budget) if cfg.memory_budget else None,
         workers=cfg.workers or None, reporter=reporter, on_missing=fetch_missing,
         cache_dir=cfg.cache_dir, cache=cfg.cache, decode=not (cfg.limit or cfg.val_limit),
@@ -170,7 +171,7 @@ def shared_run_dir(cfg: TrainConfig, model_name: str, dataset_name: str) -> Path
     return Path(distributed.on_rank_zero(lambda: str(new_run_dir(cfg.out, model_name, dataset_name, cfg.name))))
 
 
-def data_section(dataset: Dataset, cfg: TrainConfig, in_channels: int, input_size: int, mean, std,
+def data_section(dataset: Dataset, cfg: TrainConfig, in_channels: int, input_size: Size, mean, std,
                  val_source: str) -> dict:
     return {
         "spec": dataset.spec,
@@ -180,10 +181,10 @@ def data_section(dataset: Dataset, cfg: TrainConfig, in_channels: int, input_siz
         "classes": list(dataset.classes),
         "channels": dataset.channels,
         "size": list(dataset.size),
-        "input_size": [in_channels, input_size, input_size],
+        "input_size": [in_channels, *input_size],
         "mean": list(mean),
         "std": list(std),
-        "resize": list(dataset.size) != [input_size, input_size],
+        "resize": list(dataset.size) != list(input_size),
         "resize_to": dataset.resize_to,  # what the loader really did, so predict decodes alike
         "val_source": val_source,  # the split, seed and limit that drew it are in train.config
         "fingerprint": dataset.fingerprint,  # evaluate --split val and --resume refuse a folder that changed
@@ -223,14 +224,14 @@ def prepare(cfg: TrainConfig, reporter: Reporter, run_dir: Path | None = None) -
     train_split, val_split, val_source = training_splits(cfg, dataset, reporter)
     in_channels, input_size = source.input_shape(dataset)
     name = source.spec.name
-    if tuple(dataset.size) != (input_size, input_size):
-        reporter.note(f"note: resizing {dataset.size[0]}x{dataset.size[1]} images to {input_size}x{input_size} for {name}")
+    if tuple(dataset.size) != input_size:
+        reporter.note(f"note: resizing {size_text(dataset.size)} images to {size_text(input_size)} for {name}")
     if in_channels != dataset.channels:
         reporter.note(f"note: repeating the grey channel to {in_channels} channels for {name}")
     num_classes = len(dataset.classes)
     model = source.build(in_channels, num_classes, input_size)
     channels_last = place_model(model, device)
-    match_cpu_threads(model, (cfg.batch_size, in_channels, input_size, input_size), device, place)
+    match_cpu_threads(model, (cfg.batch_size, in_channels, *input_size), device, place)
     mean, std = source.normalisation(train_split, dataset.channels)
     transform = BatchTransform(mean, std, in_channels, input_size, parse_augment(cfg.augment), device, channels_last)
     trained, transform, train_batches, val_batches = source.batches(

@@ -15,11 +15,12 @@ from torchvision.models import AlexNet_Weights
 
 from cnnkit.models.layouts import CURRENT_LAYOUT, layout as check_layout
 from cnnkit.models.registry import register
-from cnnkit.models.tutorials import conv_out
+from cnnkit.models.tutorials import cells
+from cnnkit.sizes import SizeLike
 
 
 class AlexNet(nn.Module):
-    def __init__(self, in_channels: int, num_classes: int, image_size: int = 224, dropout: float = 0.5,
+    def __init__(self, in_channels: int, num_classes: int, image_size: SizeLike = 224, dropout: float = 0.5,
                  layout: int = CURRENT_LAYOUT):
         super().__init__()
         self.features = nn.Sequential(
@@ -50,10 +51,10 @@ class AlexNet(nn.Module):
             )
             return
         self.avgpool = None
-        # 11/4 p2 conv, then three 3/2 pools (the 5x5 p2 and 3x3 p1 convs keep the side): 6 at 224.
-        side = conv_out(conv_out(conv_out(conv_out(image_size, 11, 2, 4), 3, stride=2), 3, stride=2), 3, stride=2)
+        # 11/4 p2 conv, then three 3/2 pools (the 5x5 p2 and 3x3 p1 convs keep the size): 6x6 at 224x224.
+        positions = cells(image_size, (11, 2, 4), (3, 0, 2), (3, 0, 2), (3, 0, 2))
         self.classifier = nn.Sequential(
-            nn.Linear(256 * side * side, 4096),
+            nn.Linear(256 * positions, 4096),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
             nn.Linear(4096, 4096),
@@ -76,5 +77,5 @@ class AlexNet(nn.Module):
     head="classifier.6",
     weights=AlexNet_Weights.IMAGENET1K_V1,
 )
-def alexnet(in_channels: int, num_classes: int, image_size: int, layout: int = CURRENT_LAYOUT) -> nn.Module:
+def alexnet(in_channels: int, num_classes: int, image_size: SizeLike, layout: int = CURRENT_LAYOUT) -> nn.Module:
     return AlexNet(in_channels, num_classes, image_size, layout=layout)

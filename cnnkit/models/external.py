@@ -17,6 +17,7 @@ from torch import nn
 from cnnkit.errors import ModelError
 from cnnkit.models.registry import ModelSpec, Preprocessing
 from cnnkit.models.user_code import load_object, parse_user_ref, sha256_of, source_file
+from cnnkit.sizes import SizeLike, pair, size_text
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -64,10 +65,16 @@ def torchvision_spec(model: str) -> ModelSpec:
     weights = torchvision.models.get_model_weights(ref).DEFAULT
     size_arg = next((arg for prefix, arg in TORCHVISION_SIZE_ARG.items() if ref.startswith(prefix)), None)
 
-    def build(in_channels: int, num_classes: int, image_size: int, **kwargs) -> nn.Module:
+    def build(in_channels: int, num_classes: int, image_size: SizeLike, **kwargs) -> nn.Module:
         extra = dict(TORCHVISION_EXTRA_ARGS.get(ref, {}))
-        if size_arg:
-            extra[size_arg] = image_size if size_arg == "image_size" else (image_size, image_size)
+        if size_arg == "image_size":  # ViT's position embeddings: one side, square images only
+            height, width = pair(image_size)
+            if height != width:
+                raise ModelError(f"torchvision:{ref} takes square images only, not {size_text(image_size)}",
+                                 f"give one side, e.g. --image-size {max(height, width)}")
+            extra[size_arg] = height
+        elif size_arg:
+            extra[size_arg] = pair(image_size)
         return torchvision.models.get_model(ref, weights=None, num_classes=num_classes, **{**extra, **kwargs})
 
     return ModelSpec(
@@ -136,19 +143,31 @@ def timm_spec(model: str) -> ModelSpec:
     if not timm.is_model(ref):
         raise _unknown("timm", ref, timm.list_models())
     cfg = timm.get_pretrained_cfg(ref)
-    channels, height, _ = (cfg.input_size if cfg is not None else (3, 224, 224))
+    channels, height, width = (cfg.input_size if cfg is not None else (3, 224, 224))
     mean = tuple(cfg.mean) if cfg is not None else IMAGENET_MEAN
     std = tuple(cfg.std) if cfg is not None else IMAGENET_STD
     crop_pct = float(cfg.crop_pct) if cfg is not None and cfg.crop_pct else 0.875
     preprocessing = Preprocessing(resize=round(height / crop_pct), crop=height, mean=mean, std=std)
 
-    def build(in_channels: int, num_classes: int, image_size: int, **kwargs) -> nn.Module:
-        return timm.create_model(ref, pretrained=False, num_classes=num_classes, in_chans=in_channels, **kwargs)
+    def build(in_channels: int, num_classes: int, image_size: SizeLike, **kwargs) -> nn.Module:
+        return create(pretrained=False, num_classes=num_classes, in_chans=in_channels, image_size=image_size, **kwargs)
 
-    def pretrained(num_classes: int, image_size: int, **kwargs) -> nn.Module:
+    def create(image_size: SizeLike, **kwargs) -> nn.Module:
+        """timm's model at `image_size`. Models with position embeddings (ViT, DeiT, Swin) take it as
+        img_size, and timm resamples pretrained embeddings to it; the rest take any size and refuse
+        img_size with a TypeError, so they are built without it."""
+        if pair(image_size) != (height, width):
+            try:
+                return timm.create_model(ref, img_size=pair(image_size), **kwargs)
+            except TypeError as exc:
+                if "img_size" not in str(exc):
+                    raise
+        return timm.create_model(ref, **kwargs)
+
+    def pretrained(num_classes: int, image_size: SizeLike, **kwargs) -> nn.Module:
         try:
             with offline_hub():
-                return timm.create_model(ref, pretrained=True, num_classes=num_classes, in_chans=3, **kwargs)
+                return create(pretrained=True, num_classes=num_classes, in_chans=3, image_size=image_size, **kwargs)
         except (OSError, RuntimeError, ValueError) as exc:  # huggingface_hub's offline errors are OSErrors
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"pretrained weights for timm:{ref} are not in the local Hugging Face cache ({first})",
@@ -185,7 +204,7 @@ def user_spec(name: str, expected_sha256: str | None = None, model_file: str | P
         check_callable_from_checkpoint(target, ref, file)
     source = {"kind": ref.kind, "ref": ref.where, "attr": ref.attr, "path": str(file), "sha256": digest}
 
-    def pretrained(num_classes: int, image_size: int, **kwargs) -> nn.Module:  # it loads its own weights
+    def pretrained(num_classes: int, image_size: SizeLike, **kwargs) -> nn.Module:  # it loads its own weights
         from cnnkit.models.registry import call_builder
 
         return call_builder(spec, in_channels=3, num_classes=num_classes, image_size=image_size, args=kwargs)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from cnnkit.models.registry import ModelSpec, builtin_spec, call_builder, input_channels_for, input_size_for
+from cnnkit.sizes import SizeLike
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -18,12 +19,13 @@ def get_spec(name: str) -> ModelSpec:
     return builtin_spec(name)
 
 
-def get_model(name: str, in_channels: int = 1, num_classes: int = 10, image_size: int | None = None,
+def get_model(name: str, in_channels: int = 1, num_classes: int = 10, image_size: SizeLike | None = None,
               fixed_size: bool = False, **kwargs):
     """Build a model, freshly initialised. It returns logits of shape (N, num_classes).
 
-    `image_size` is the data's side (the model's native size wins), or with `fixed_size` the side the user
-    chose with --image-size. `kwargs` are --model-arg's, checked against what the builder takes.
+    `image_size` (one side or (H, W)) is the data's size (the model's native size wins), or with
+    `fixed_size` the size the user chose with --image-size. `kwargs` are --model-arg's, checked against
+    what the builder takes.
     """
     spec = get_spec(name)
     size = image_size if fixed_size and image_size is not None else input_size_for(spec, image_size)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from cnnkit.errors import ModelError
+from cnnkit.sizes import Size, SizeLike, builder_size, pair
 
 if TYPE_CHECKING:  # only the annotation needs it; the families that register weights import torchvision
     from torchvision.models import WeightsEnum
@@ -151,11 +152,11 @@ def builtin_spec(name: str) -> ModelSpec:
     raise ModelError(f"unknown model '{name}'", hint)
 
 
-def input_size_for(spec: ModelSpec, data_size: int | None) -> int:
-    """The side length the model is fed: its native size, or the data's own."""
+def input_size_for(spec: ModelSpec, data_size: SizeLike | None) -> Size:
+    """The (H, W) the model is fed: its native size, or the data's own."""
     if spec.native_size is not None:
-        return spec.native_size
-    return data_size if data_size is not None else spec.default_size
+        return pair(spec.native_size)
+    return pair(data_size if data_size is not None else spec.default_size)
 
 
 def input_channels_for(spec: ModelSpec, data_channels: int) -> int:
@@ -166,8 +167,10 @@ RESERVED_ARGS = {"in_channels": "the data decides it", "num_classes": "the datas
                  "image_size": "use --image-size"}
 
 
-def call_builder(spec: ModelSpec, in_channels: int, num_classes: int, image_size: int, args: dict | None = None):
+def call_builder(spec: ModelSpec, in_channels: int, num_classes: int, image_size: SizeLike, args: dict | None = None):
     """Call a model's builder with what its signature takes: the three sizes, then --model-arg's.
+
+    `image_size` reaches it as one int for a square input, else as (H, W) (cnnkit/sizes.py).
 
     A user's class may take none of the sizes; an argument the builder does not take is a clear error
     naming the ones it does, not a TypeError from deep inside.
@@ -186,7 +189,7 @@ def call_builder(spec: ModelSpec, in_channels: int, num_classes: int, image_size
         offered = sorted(names - set(RESERVED_ARGS))
         raise ModelError(f"model '{spec.name}' takes no argument {', '.join(unknown)}",
                          f"it takes {', '.join(offered)}" if offered else f"'{spec.name}' takes no --model-arg")
-    sizes = {"in_channels": in_channels, "num_classes": num_classes, "image_size": image_size}
+    sizes = {"in_channels": in_channels, "num_classes": num_classes, "image_size": builder_size(image_size)}
     call = {k: v for k, v in sizes.items() if takes_any or k in names}
     try:
         model = spec.builder(**call, **args)

@@ -22,6 +22,7 @@ from cnnkit.models.registry import (
     ModelSpec, call_builder, input_channels_for, input_size_for, list_models, pretrained_models,
 )
 from cnnkit.models.surgery import find_head, set_frozen
+from cnnkit.sizes import Size, SizeLike, size_text
 
 DEFAULT_CLASSES = 10
 # Without --dataset, summarise for train's default dataset (mnist-sample): grey images.
@@ -34,7 +35,7 @@ class Target:
     """A model ready to summarise and the input it is fed, (C, H, W)."""
 
     name: str
-    build: Callable[[int], nn.Module]  # side -> model on the meta device (adaptive models rebuild per size)
+    build: Callable[[SizeLike], nn.Module]  # size -> model on the meta device (adaptive models rebuild per size)
     input_size: tuple[int, int, int]
     classes: int
     notes: list[str] = field(default_factory=list)
@@ -100,9 +101,9 @@ def meta_weights():
         nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
 
 
-def registry_target(name: str, input_size: tuple[int, int, int] | None, data_shape: tuple[int, int] | None,
+def registry_target(name: str, input_size: tuple[int, int, int] | None, data_shape: tuple[int, Size] | None,
                     classes: int | None, freeze_backbone: bool) -> Target:
-    """A registered model at the --input-size given, the dataset's (channels, side), or its own default."""
+    """A registered model at the --input-size given, the dataset's (channels, (H, W)), or its own default."""
     spec = get_spec(name)
     classes = classes or DEFAULT_CLASSES
     notes = []
@@ -113,18 +114,18 @@ def registry_target(name: str, input_size: tuple[int, int, int] | None, data_sha
             notes.append(f"{spec.name} takes {model_channels} channels; cnnkit repeats grey input, so the summary uses {model_channels}")
         fed = (model_channels, height, width)
     else:
-        data_channels, data_side = data_shape or (DEFAULT_DATA_CHANNELS, None)
+        data_channels, data_size = data_shape or (DEFAULT_DATA_CHANNELS, None)
         model_channels = input_channels_for(spec, data_channels)
-        side = input_size_for(spec, data_side)
-        fed = (model_channels, side, side)
-        if data_side is not None and side != data_side:
-            notes.append(f"{spec.name} takes {side}x{side}; training resizes {data_side}x{data_side} images to it")
+        size = input_size_for(spec, data_size)
+        fed = (model_channels, *size)
+        if data_size is not None and size != tuple(data_size):
+            notes.append(f"{spec.name} takes {size_text(size)}; training resizes {size_text(data_size)} images to it")
     if freeze_backbone and spec.weights is None:  # timm, a user's model: its own architecture, head found
         require_pretrained(spec)
         fed = (3, *fed[1:])
 
-        def build(side: int) -> nn.Module:
-            model = call_builder(spec, in_channels=3, num_classes=classes, image_size=side)
+        def build(size: SizeLike) -> nn.Module:
+            model = call_builder(spec, in_channels=3, num_classes=classes, image_size=size)
             set_frozen(model, model.get_submodule(find_head(model)), frozen=True)
             return model
 
@@ -134,19 +135,19 @@ def registry_target(name: str, input_size: tuple[int, int, int] | None, data_sha
         fed = (3, *fed[1:])  # the ImageNet architectures take RGB; grey input is repeated
         from cnnkit.models.backbones import finetune_architecture
 
-        def build(side: int) -> nn.Module:
+        def build(size: SizeLike) -> nn.Module:
             model = finetune_architecture(spec, classes)
             set_frozen(model, model.get_submodule(spec.new_head), frozen=True)  # as finetune's head phase has it
             return model
 
         notes.append(f"backbone frozen as finetune's head phase has it: only the new {classes}-class head trains")
     else:
-        def build(side: int) -> nn.Module:
+        def build(size: SizeLike) -> nn.Module:
             # An open source's builder takes the size it is summarised at (ViT's position embeddings).
-            return get_model(spec.name, in_channels=model_channels, num_classes=classes, image_size=side,
+            return get_model(spec.name, in_channels=model_channels, num_classes=classes, image_size=size,
                              fixed_size=spec.source is not None)
 
-    return Target(spec.name, lambda side: _meta(lambda: build(side)), fed, classes, notes)
+    return Target(spec.name, lambda size: _meta(lambda: build(size)), fed, classes, notes)
 
 
 def require_pretrained(spec: ModelSpec) -> None:
@@ -174,7 +175,7 @@ def checkpoint_target(checkpoint: dict, model: nn.Module, input_size: tuple[int,
     fed = input_size or check_input_size(saved, f"{checkpoint['path']}: its input size", CheckpointError)  # type: ignore[arg-type]
     classes = len(checkpoint["data"].get("classes") or []) or int(checkpoint["model"]["kwargs"].get("num_classes", 0))
     notes = [f"checkpoint {checkpoint['path']} (epoch {checkpoint.get('train', {}).get('epoch', '?')})"]
-    return Target(spec.name, lambda side: model, fed, classes, notes, source="checkpoint")  # type: ignore[arg-type]
+    return Target(spec.name, lambda size: model, fed, classes, notes, source="checkpoint")  # type: ignore[arg-type]
 
 
 def run_torchinfo(model: nn.Module, input_size: tuple[int, int, int], depth: int):
@@ -250,7 +251,7 @@ def registered_models() -> list[dict]:
     for name in list_models():
         spec = get_spec(name)
         target = registry_target(name, None, None, None, False)
-        params = sum(p.numel() for p in target.build(target.input_size[1]).parameters())
+        params = sum(p.numel() for p in target.build(target.input_size[1:]).parameters())
         weights = None
         if spec.weights is not None:
             weights = "ImageNet (cached)" if weights_path(spec).is_file() else "ImageNet (download)"

@@ -15,6 +15,7 @@ from cnnkit.data.memory import memory_budget
 from cnnkit.data.spec import FALLBACK_PRIORITY, DatasetSpec, LoadOptions, directory_format, register_format
 from cnnkit.errors import DataError
 from cnnkit.reporting import human_bytes
+from cnnkit.sizes import pair, size_text
 
 GREY_MODES = {"L", "1", "I;16", "I", "I;16B", "I;16L"}
 
@@ -34,17 +35,16 @@ def load_image_folder(root: Path, spec: DatasetSpec, options: LoadOptions, *, ch
     if channels is None:
         channels = 1 if modes and set(modes) <= GREY_MODES else 3
     notes = []
-    max_side = options.max_side
+    max_size = pair(options.max_size) if options.max_size is not None else None
     if size is None:
-        side = options.image_size or 224
-        size = (side, side)
+        size = pair(options.image_size or 224)
         if len(sizes) > 1:
-            notes.append(f"images come in {len(sizes)} sizes; decoding them to {side}x{side}")
-    elif max_side is not None and min(size) > max_side:
+            notes.append(f"images come in {len(sizes)} sizes; decoding them to {size_text(size)}")
+    elif max_size is not None and size[0] > max_size[0] and size[1] > max_size[1]:
         # Photos all of one large size: held at full resolution they would take GBs for a
         # 32x32 model. Decode each straight to the model's size, as mixed sizes are.
-        notes.append(f"decoding {size[0]}x{size[1]} images at {max_side}x{max_side}, the model's input size")
-        size = (max_side, max_side)
+        notes.append(f"decoding {size_text(size)} images at {size_text(max_size)}, the model's input size")
+        size = max_size
     else:
         resize_to = None  # images of one small size are kept as they are; the device resizes batches
     dataset = Dataset(spec.text, spec.name, classes, channels, size, {}, spec.kind, resize_to, [], notes,
