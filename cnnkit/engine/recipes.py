@@ -47,6 +47,9 @@ _IDX_DROPOUT = {"model": "cnn-dropout", "dataset": "mnist", "optimizer": "sgd", 
 # Adam and cross-entropy (its train_long with loss_fn=CrossEntropyLoss).
 _CATS_DOGS = {"dataset": "cats-dogs", "optimizer": "adam", "schedule": "none", "loss": "cross-entropy",
               "normalize": "imagenet"}
+# 002 resizes Fashion-MNIST to 224 with ToTensor only and trains with Adam and cross-entropy.
+_ALEXNET = {"model": "alexnet", "dataset": "fashion-mnist", "image_size": [224, 224], "optimizer": "adam",
+            "epochs": 3, "schedule": "none", "loss": "cross-entropy", "normalize": "none"}
 
 RECIPES: tuple[Recipe, ...] = (
     Recipe("mnist-cnn", "train", "000", "", "MNIST CNN (3 conv blocks, Adam)",
@@ -87,14 +90,10 @@ RECIPES: tuple[Recipe, ...] = (
             "head_epochs": 1, "epochs": 1},
            printed=(0.98245,)),
     Recipe("alexnet-fashion-mnist", "train", "002", "", "AlexNet on Fashion-MNIST at 224 (the stable run)",
-           {"model": "alexnet", "dataset": "fashion-mnist", "image_size": [224, 224], "optimizer": "adam",
-            "lr": 0.001, "batch_size": 128, "epochs": 3, "schedule": "none", "loss": "cross-entropy",
-            "normalize": "none"},
+           {**_ALEXNET, "lr": 0.001, "batch_size": 128},
            printed=(0.8617, 0.8715, 0.8859)),
     Recipe("alexnet-fashion-mnist-diverge", "train", "002", "", "AlexNet at lr 0.01, batch 32 (diverges)",
-           {"model": "alexnet", "dataset": "fashion-mnist", "image_size": [224, 224], "optimizer": "adam",
-            "lr": 0.01, "batch_size": 32, "epochs": 3, "schedule": "none", "loss": "cross-entropy",
-            "normalize": "none"},
+           {**_ALEXNET, "lr": 0.01, "batch_size": 32},
            printed=(0.629, 0.098, 0.100), printed_note="the tutorial's first try: it diverges"),
     Recipe("dropout-cnn-idx", "train", "004", "§2", "Dropout CNN from raw IDX files",
            {**_IDX_DROPOUT},
