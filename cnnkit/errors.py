@@ -7,6 +7,14 @@ one is given) with exit code 1. Anything else that escapes is a bug.
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, skip: tuple[str, ...] = (), limit: int | None = None) -> str:
+    """An exception's message for one error: line: its first non-blank line (past lines starting with
+    `skip`, e.g. a tool's decorations), cut to `limit` characters; its type's name when it says nothing."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not line.startswith(skip)]
+    text = lines[0] if lines else type(exc).__name__
+    return text[:limit] if limit else text
+
+
 class CnnkitError(Exception):
     """A problem the user can fix: bad data, a missing file, a wrong option value."""
 

@@ -112,8 +112,10 @@ class Reporter:
             return
         from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
 
+        # The bar is drawn on stderr; stdout stays the command's result (predict's CSV rows come during the bar),
+        # so rich must not redirect it onto the bar's console.
         with Progress(_label_column(), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
-                      console=self.console, transient=True) as progress:
+                      console=self.console, transient=True, redirect_stdout=False) as progress:
             task = progress.add_task(label, total=total)
             yield lambda n=1: progress.update(task, advance=n)
 

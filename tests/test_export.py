@@ -322,6 +322,75 @@ def test_torchscript_without_cnnkit_metadata_is_refused_by_predict(cifar_images,
     assert "no cnnkit export metadata" in assert_clean_failure(code, stderr)[0]
 
 
+def _edited_onnx(source: Path, target: Path, edit) -> Path:
+    """A copy of an exported ONNX file whose cnnkit metadata `edit(document, classes)` changed."""
+    import onnx
+
+    proto = onnx.load(source)
+    props = {p.key: p.value for p in proto.metadata_props}
+    document, classes = json.loads(props["cnnkit"]), json.loads(props["classes"])
+    edit(document, classes)
+    onnx.helper.set_model_props(proto, {"cnnkit": json.dumps(document), "classes": json.dumps(classes)})
+    onnx.save(proto, target)
+    return target
+
+
+def _newer(document, classes):
+    document["version"] = 2
+
+
+def _huge(document, classes):
+    document["input"]["shape"] = ["batch", 3, 10**9, 32]
+
+
+def _repeated(document, classes):
+    classes[1] = classes[0]
+
+
+def _too_few_classes(document, classes):
+    del classes[3:]  # the graph still returns ten columns
+
+
+@pytest.mark.parametrize("edit, message", [(_newer, "version 2"), (_huge, "input.shape"),
+                                           (_repeated, "classes are too many or repeat"),
+                                           (_too_few_classes, "not one probability for each of its 3 classes")])
+def test_predict_refuses_an_exported_file_whose_metadata_was_edited(edit, message, lenet_onnx, cifar_images, tmp_path,
+                                                                    invoke):
+    edited = _edited_onnx(lenet_onnx, tmp_path / "edited.onnx", edit)
+    code, _, stderr = invoke("predict", cifar_images, "--model", edited)
+    assert message in assert_clean_failure(code, stderr)[0]
+
+
+def test_predict_refuses_a_damaged_onnx_file_and_model_file_with_an_exported_model(lenet_onnx, cifar_images, tmp_path,
+                                                                                   invoke):
+    damaged = tmp_path / "damaged.onnx"
+    damaged.write_bytes(lenet_onnx.read_bytes()[:200])
+    code, _, stderr = invoke("predict", cifar_images, "--model", damaged)
+    assert "onnxruntime cannot load" in assert_clean_failure(code, stderr)[0]
+    code, _, stderr = invoke("predict", cifar_images, "--model", lenet_onnx, "--model-file", tmp_path / "net.py")
+    assert "--model-file applies to checkpoints" in assert_clean_failure(code, stderr, 2)[0]
+
+
+def test_an_exported_graph_that_returns_fewer_rows_than_images_is_refused(lenet_cifar, cifar_images, work, invoke):
+    """A file with cnnkit's metadata whose graph was edited to answer for one image only, whatever it is given."""
+    out = work / "lenet-rows.pt"
+    code, _, stderr = invoke("export", lenet_cifar, "--format", "torchscript", "--out", out)
+    assert code == 0, stderr
+    from cnnkit.engine.exported_model import TORCHSCRIPT_EXTRA
+
+    with zipfile.ZipFile(out) as archive:
+        props = archive.read(next(n for n in archive.namelist() if n.endswith(f"extra/{TORCHSCRIPT_EXTRA}")))
+
+    class FirstRowOnly(torch.nn.Module):
+        def forward(self, images):
+            return torch.full((1, 10), 0.1)
+
+    edited = work / "first-row-only.pt"
+    torch.jit.save(torch.jit.script(FirstRowOnly()), str(edited), _extra_files={TORCHSCRIPT_EXTRA: props})
+    code, _, stderr = invoke("predict", cifar_images, "--model", edited)
+    assert "returns [1, 10] for 10 images" in assert_clean_failure(code, stderr)[0]
+
+
 def test_a_run_whose_dataset_is_gone_is_checked_on_seeded_random_images(lenet_cifar, tmp_path, invoke):
     checkpoint = torch.load(lenet_cifar / "best.pt", map_location="cpu", weights_only=True)
     checkpoint["data"]["spec"] = str(tmp_path / "moved-away")  # the folder it was trained on is no longer there

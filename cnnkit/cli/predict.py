@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 from typing import Annotated, Optional
@@ -13,7 +12,6 @@ from cnnkit.cli.app import app
 from cnnkit.cli.common import DeviceOption, ModelFileOption, JsonOption, handle_errors, print_json, stdout_console
 
 CSV_COLUMNS = ("path", "rank", "label", "index", "probability", "error")
-DEFAULT_TOP_K = 5  # for the table and JSON; CSV gives one row per image (the top class) unless --top-k is given
 LOG_LINES = 4  # without a terminal: a line at each quarter of the inputs, for runs of more than LOG_MIN_BATCHES
 LOG_MIN_BATCHES = 4
 
@@ -43,12 +41,15 @@ def predict(
     if json_output and csv_output:
         raise UsageError("--json and --csv are alternatives; pass one of them")
     from cnnkit.engine.device import resolve_device
-    from cnnkit.engine.predict import collect_inputs, open_classifier, plan_batches, predict_files, prediction_record
+    from cnnkit.engine.predict import (
+        DEFAULT_TOP_K, collect_inputs, open_classifier, plan_batches, predict_files, prediction_record,
+    )
     from cnnkit.reporting import Reporter
 
     paths = collect_inputs(inputs)
     classifier = open_classifier(model, resolve_device(device), model_file)
     if top_k is None:  # the default is no request: no note that a 2-class model has fewer than 5 classes
+        # (CSV gives one row per image, its top class, unless --top-k is given)
         top_k = 1 if csv_output else min(DEFAULT_TOP_K, len(classifier.classes))
     plan = plan_batches(len(paths), len(classifier.classes), top_k=top_k, batch_size=batch_size, workers=workers)
     reporter = Reporter()
@@ -61,9 +62,7 @@ def predict(
     predictions = predict_files(classifier, paths, top_k=plan.top_k, batch_size=plan.batch_size, workers=plan.workers,
                                 on_error=warn)
     # A reader that leaves early (`| head`) is the app's StdoutGuard's to handle, as for every command.
-    # rich's live bar redirects sys.stdout onto its own console (stderr): CSV rows must still go to stdout.
-    stdout = sys.stdout
-    with reporter.task(f"predicting {len(paths):,} images", len(paths)) as advance, contextlib.redirect_stdout(stdout):
+    with reporter.task(f"predicting {len(paths):,} images", len(paths)) as advance:
         shown = _with_progress(predictions, len(paths), plan.batch_size, reporter, advance)
         records = _write_csv(shown, classifier.classes) if csv_output else [
             prediction_record(prediction, classifier.classes) for prediction in shown]

@@ -17,7 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from cnnkit.errors import UsageError
+from cnnkit.errors import UsageError, first_line
 
 PARAMETER_FIELDS = {"mode": "finetune_mode"}  # parameter name -> TrainConfig field, where they differ
 USER_SOURCES = ("COMMANDLINE", "ENVIRONMENT")
@@ -176,7 +176,8 @@ def _load(path: Path) -> dict:
 
             data = yaml.safe_load(text)
     except Exception as exc:  # each parser has its own error type; all mean the same: not valid text
-        raise UsageError(f"--config {path}: not valid {suffix.lstrip('.').upper()}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise UsageError(f"--config {path}: not valid {suffix.lstrip('.').upper()}: {first_line(exc)}",
+                         "fix the file's syntax (a run's config.json is a valid example)") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from cnnkit.engine.checkpoint_schema import FORMAT, VERSION, validate_checkpoint
-from cnnkit.errors import CheckpointError
+from cnnkit.errors import CheckpointError, first_line
 from cnnkit.fileio import atomic_torch_save
 from cnnkit.safeload import safe_torch_load
 
@@ -115,20 +115,25 @@ def load_model_weights(model, checkpoint: dict) -> None:
         ) from None
 
 
-def model_from_checkpoint(checkpoint: dict, model_file=None):
-    """The trained model, in eval mode, on the CPU. `model_file`: --model-file, the user's code to use."""
+def explicit_model_section(checkpoint: dict) -> dict:
+    """The checkpoint's model section with an older layout made explicit in its args: such a checkpoint
+    records none, its weights' names say which (models/layouts.py)."""
     from cnnkit.models.layouts import checkpoint_layout
 
     section = checkpoint["model"]
+    layout = checkpoint_layout(section["name"], section["state_dict"])
+    return {**section, "args": {**layout, **(section.get("args") or {})}} if layout else section
+
+
+def model_from_checkpoint(checkpoint: dict, model_file=None):
+    """The trained model, in eval mode, on the CPU. `model_file`: --model-file, the user's code to use."""
+    section = explicit_model_section(checkpoint)
     try:
-        # A checkpoint of a model's older layout records none: its weights' names say which (layouts.py).
-        layout = checkpoint_layout(section["name"], section["state_dict"])
-        section = {**section, "args": {**layout, **(section.get("args") or {})}} if layout else section
         model = build_model(section["name"], section["kwargs"], section, model_file)
     except (ValueError, RuntimeError, TypeError, AttributeError) as exc:  # sizes within bounds that this architecture still cannot take
         raise CheckpointError(
             f"model '{section['name']}' cannot be built as {checkpoint.get('path', 'the checkpoint')} describes it "
-            f"({section['kwargs']}): {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
+            f"({section['kwargs']}): {first_line(exc)}",
             "the file was not written by cnnkit, or was edited since; use a checkpoint its run wrote",
         ) from None
     load_model_weights(model, checkpoint)

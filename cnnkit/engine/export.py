@@ -23,7 +23,7 @@ from cnnkit.engine.exported_model import (
     EXPORT_FORMAT, EXPORT_VERSION, INPUT_NAME, ONNX_MODULES, OUTPUT_NAME, TORCHSCRIPT_EXTRA, OnnxRunner,
     TorchScriptRunner, graph_input, quiet_torch, require,
 )
-from cnnkit.errors import CnnkitError, ModelError, UsageError
+from cnnkit.errors import CnnkitError, ModelError, UsageError, first_line
 from cnnkit.reporting import QUIET, Reporter
 
 FORMATS = ("onnx", "torchscript", "safetensors")
@@ -32,6 +32,8 @@ INPUT_DTYPES = ("uint8", "float")
 TOLERANCE = 1e-4  # largest difference in any probability, fp32
 HALF_TOLERANCE = 1e-2  # float16 keeps about three significant digits
 CHECK_IMAGES = 8
+# What torch.onnx and torch.jit put around their messages: # notes, --- rules, [step] tags.
+TORCH_DECORATIONS = ("#", "-", "[")
 EXAMPLE_BATCH = 2  # torch.export specialises a dimension of size 1, so a dynamic batch is traced at 2
 
 
@@ -44,6 +46,11 @@ class ExportOptions:
     input_dtype: str = "uint8"
     half: bool = False
     tolerance: float | None = None  # None: TOLERANCE, or HALF_TOLERANCE with half
+
+    @property
+    def static_batch(self) -> bool:
+        """An ONNX graph of a fixed batch; TorchScript and safetensors take any batch."""
+        return self.format == "onnx" and not self.dynamic_batch
 
 
 def resolve_format(fmt: str | None, out: Path) -> str:
@@ -87,9 +94,9 @@ def metadata(checkpoint: dict, options: ExportOptions) -> dict[str, str]:
     """The string metadata every format carries: `classes`, and `cnnkit` with the contract and the sections."""
     from cnnkit.version import __version__
 
-    data = {k: v for k, v in checkpoint["data"].items()}
+    data = dict(checkpoint["data"])
     channels, height, width = data["input_size"]
-    batch = "batch" if options.dynamic_batch or options.format != "onnx" else options.batch_size
+    batch = options.batch_size if options.static_batch else "batch"
     document = {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
@@ -135,7 +142,7 @@ def _onnx_bytes(wrapper: nn.Module, example: torch.Tensor, options: ExportOption
                 verbose=False,
             )
     except Exception as exc:  # torch.export and the ONNX translation raise many types; each is a model that does not export
-        raise ModelError(f"torch.onnx cannot export this model{_opset(options)}: {_summary(exc)}",
+        raise ModelError(f"torch.onnx cannot export this model{_opset(options)}: {first_line(exc, TORCH_DECORATIONS, 300)}",
                          "try another --opset, or --format torchscript") from None
     proto = program.model_proto
     onnx.helper.set_model_props(proto, props)
@@ -153,7 +160,7 @@ def _torchscript_bytes(wrapper: nn.Module, example: torch.Tensor, props: dict[st
             buffer = io.BytesIO()
             torch.jit.save(traced, buffer, _extra_files={TORCHSCRIPT_EXTRA: json.dumps(props)})
     except Exception as exc:
-        raise ModelError(f"torch.jit cannot trace this model: {_summary(exc)}", "try --format onnx") from None
+        raise ModelError(f"torch.jit cannot trace this model: {first_line(exc, TORCH_DECORATIONS, 300)}", "try --format onnx") from None
     return buffer.getvalue()
 
 
@@ -168,16 +175,12 @@ def _safetensors_bytes(model: nn.Module, props: dict[str, str]) -> bytes:
 def model_document(checkpoint: dict) -> dict:
     """The checkpoint's model section without its weights: all a reader needs to rebuild the model (its name,
     sizes, --model-arg's, the source of a zoo or user model, a replaced head), with an older layout made explicit."""
-    from cnnkit.models.layouts import checkpoint_layout
+    from cnnkit.engine.checkpoint import explicit_model_section
 
-    section = {key: value for key, value in checkpoint["model"].items() if key != "state_dict"}
-    layout = checkpoint_layout(section["name"], checkpoint["model"]["state_dict"])
-    if layout:
-        section["args"] = {**layout, **(section.get("args") or {})}
-    return section
+    return {key: value for key, value in explicit_model_section(checkpoint).items() if key != "state_dict"}
 
 
-def _safetensors_model(payload: bytes, half: bool) -> nn.Module:
+def _safetensors_model(payload: bytes) -> nn.Module:
     """The model rebuilt from the file alone, as a reader of it would: its metadata's sections and its tensors."""
     from safetensors.torch import load
 
@@ -187,7 +190,7 @@ def _safetensors_model(payload: bytes, half: bool) -> nn.Module:
     length = int.from_bytes(payload[:8], "little")
     document = json.loads(json.loads(payload[8:8 + length])["__metadata__"]["cnnkit"])
     model = build_model(document["model"]["name"], document["model"]["kwargs"], document["model"])
-    if half:
+    if document["precision"] == "float16":
         model = model.half()
     model.load_state_dict(load(payload))
     return model.eval()
@@ -262,26 +265,21 @@ def export_checkpoint(source: str | Path, out: str | Path, options: ExportOption
 
     images, where = check_images(checkpoint, reporter)
     inputs = images if options.format == "safetensors" else graph_input(images, document)
-    static = options.format == "onnx" and not options.dynamic_batch
-    example = inputs[:1].expand(options.batch_size if static else EXAMPLE_BATCH, *inputs.shape[1:]).contiguous()
+    example = inputs[:1].expand(options.batch_size if options.static_batch else EXAMPLE_BATCH,
+                                *inputs.shape[1:]).contiguous()
 
     reporter.note(f"exporting {checkpoint['model']['name']} from {checkpoint['path']} as {options.format}"
                   + (" in float16" if options.half else ""))
-    if options.format == "onnx":
-        payload = _onnx_bytes(exported, example, options, props)
-        run = OnnxRunner(payload)
-        with torch.inference_mode():
-            want = reference(inputs)
-        got = _run_batches(run, inputs, options)
-    elif options.format == "torchscript":
-        payload = _torchscript_bytes(exported, example, props)
-        run = TorchScriptRunner(payload)
+    if options.format in ("onnx", "torchscript"):
+        onnx = options.format == "onnx"
+        payload = _onnx_bytes(exported, example, options, props) if onnx else _torchscript_bytes(exported, example, props)
+        run = (OnnxRunner if onnx else TorchScriptRunner)(payload)
         with torch.inference_mode():
             want = reference(inputs)
         got = _run_batches(run, inputs, options)
     else:
         payload = _safetensors_bytes(exported.model, props)
-        rebuilt = _safetensors_model(payload, options.half)
+        rebuilt = _safetensors_model(payload)
         with torch.inference_mode():
             x = transform(images, train=False)
             want = model(x).float().softmax(1)
@@ -304,12 +302,8 @@ def export_checkpoint(source: str | Path, out: str | Path, options: ExportOption
 
 def _run_batches(run, inputs: torch.Tensor, options: ExportOptions) -> torch.Tensor:
     """Two batches of different sizes for a dynamic graph (it must take both); the runner pads a static one."""
-    if options.format == "onnx" and not options.dynamic_batch or len(inputs) < 2:
+    if options.static_batch or len(inputs) < 2:
         return run(inputs)
     cut = len(inputs) // 2 + 1
     return torch.cat([run(inputs[:cut]), run(inputs[cut:])])
 
-
-def _summary(exc: Exception) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not line.startswith(("#", "-", "["))]
-    return (lines[0] if lines else type(exc).__name__)[:300]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from cnnkit.errors import CheckpointError, CnnkitError
+from cnnkit.errors import CheckpointError, CnnkitError, first_line
 
 EXPORT_FORMAT = "cnnkit.export"
 EXPORT_VERSION = 1
@@ -155,7 +155,7 @@ class OnnxRunner:
                                                         providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for a damaged or foreign file
             raise CheckpointError(f"onnxruntime cannot load {'the exported model' if isinstance(model, bytes) else model}: "
-                                  f"{_first_line(exc)}") from None
+                                  f"{first_line(exc, limit=300)}") from None
         self.props = dict(self.session.get_modelmeta().custom_metadata_map)
         shape = self.session.get_inputs()[0].shape
         self.batch = shape[0] if isinstance(shape[0], int) else None  # None: any batch size
@@ -176,7 +176,7 @@ class OnnxRunner:
         try:
             (probabilities,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: images.contiguous().numpy()})
         except Exception as exc:
-            raise CnnkitError(f"onnxruntime could not run the model: {_first_line(exc)}") from None
+            raise CnnkitError(f"onnxruntime could not run the model: {first_line(exc, limit=300)}") from None
         return torch.from_numpy(probabilities)
 
 
@@ -193,17 +193,12 @@ class TorchScriptRunner:
                                              map_location=self.device)
         except Exception as exc:
             raise CheckpointError(f"torch.jit cannot load {'the exported model' if isinstance(model, bytes) else model}: "
-                                  f"{_first_line(exc)}") from None
+                                  f"{first_line(exc, limit=300)}") from None
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         with quiet_torch():
             return self.module(images.to(self.device)).float().cpu()
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 # ---- the caller's side of the contract ------------------------------------------------------
@@ -250,7 +245,7 @@ class ExportedClassifier:
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         probabilities = self.run(graph_input(images, self.document))
-        if probabilities.dim() != 2 or probabilities.shape[1] != len(self.classes):
+        if probabilities.dim() != 2 or tuple(probabilities.shape) != (len(images), len(self.classes)):
             raise CheckpointError(f"{self.source} returns {list(probabilities.shape)} for {len(images)} images, "
                                   f"not one probability for each of its {len(self.classes)} classes",
                                   "the file was edited since cnnkit exported it; export it again")

@@ -23,6 +23,7 @@ from cnnkit.data.images import ImageReadError, is_image_file, load_image, refuse
 from cnnkit.errors import CheckpointError, DataError, UsageError
 
 DEFAULT_BATCH_SIZE = 64
+DEFAULT_TOP_K = 5  # classes listed per image in predict's table and JSON
 
 
 @dataclass
@@ -350,6 +351,9 @@ def open_classifier(model: str, device: torch.device, model_file=None):
         # `cnnkit export`'s ONNX and TorchScript files, told from checkpoints by name and zip members alone.
         exported = exported_classifier(path, device, CheckpointDecoder)
         if exported is not None:
+            if model_file is not None:
+                raise UsageError(f"--model-file applies to checkpoints of your own model; {path} is an exported "
+                                 "model, whole in itself", "drop --model-file")
             return exported
 
         return CheckpointClassifier(load_checkpoint(path), device, model_file)
@@ -438,7 +442,7 @@ def predict_files(
     classifier,
     paths: list[Path],
     *,
-    top_k: int = 5,
+    top_k: int = DEFAULT_TOP_K,
     batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int = 0,
     on_error: Callable[[Prediction], None] | None = None,

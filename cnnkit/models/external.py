@@ -14,7 +14,7 @@ from pathlib import Path
 
 from torch import nn
 
-from cnnkit.errors import ModelError
+from cnnkit.errors import ModelError, first_line
 from cnnkit.models.registry import ModelSpec, Preprocessing
 from cnnkit.models.user_code import load_object, parse_user_ref, sha256_of, source_file
 from cnnkit.sizes import SizeLike, pair, size_text
@@ -169,7 +169,7 @@ def timm_spec(model: str) -> ModelSpec:
             with offline_hub():
                 return create(pretrained=True, num_classes=num_classes, in_chans=3, image_size=image_size, **kwargs)
         except (OSError, RuntimeError, ValueError) as exc:  # huggingface_hub's offline errors are OSErrors
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ModelError(f"pretrained weights for timm:{ref} are not in the local Hugging Face cache ({first})",
                              "cnnkit never downloads timm weights itself: fetch them once where there is a "
                              f"network (python -c \"import timm; timm.create_model('{ref}', pretrained=True)\")") from None

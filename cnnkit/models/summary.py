@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from cnnkit.errors import CheckpointError, CnnkitError, UsageError
+from cnnkit.errors import CheckpointError, CnnkitError, UsageError, first_line
 from cnnkit.limits import MAX_CHANNELS, MAX_PIXELS, MAX_SIDE
 from cnnkit.models.lookup import get_model, get_spec
 from cnnkit.models.registry import (
@@ -409,7 +409,7 @@ def shape_walk(model: nn.Module, input_size: tuple[int, int, int]) -> Walk:
 
 
 def _explain_failure(failed, steps: list[Step], exc: Exception) -> str:
-    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    detail = first_line(exc)
     if failed is None:
         after = f" after {steps[-1].title}" if steps else ""
         return f"the forward pass fails{after}: {detail}"

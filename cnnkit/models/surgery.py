@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnkit.errors import CnnkitError, ModelError
+from cnnkit.errors import CnnkitError, ModelError, first_line
 from cnnkit.models.registry import ModelSpec
 
 
@@ -70,7 +70,7 @@ def check_output(model: nn.Module, name: str, input_shape: tuple[int, int, int],
         with torch.no_grad():
             out = model(torch.zeros(2, *input_shape))
     except (RuntimeError, ValueError, TypeError, AssertionError, IndexError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         channels, height, width = input_shape
         raise error(f"model {name} cannot take a {channels}x{height}x{width} input: {first}",
                     "choose another --image-size, or see `cnnkit summary` for the size at every layer") from None
