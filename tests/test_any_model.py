@@ -342,6 +342,7 @@ def test_summary_list_says_how_to_list_the_other_sources(cli):
 # ---- hostile checkpoints of user code --------------------------------------------------------
 @pytest.mark.parametrize("field, value", [
     ("sha256", "not-a-digest"), ("kind", "pickle"), ("attr", "os.system"), ("path", 7),
+    ("path", "evil.py"),  # relative: whatever evil.py the directory evaluate runs in holds
 ])
 def test_a_bad_model_source_is_refused_before_any_import(tiny_run, tmp_path, field, value):
     from cnnkit.engine.checkpoint import load_checkpoint
@@ -372,3 +373,47 @@ def test_a_checkpoint_cannot_make_cnnkit_call_an_installed_function(tiny_run, tm
     with pytest.raises(ModelError, match="refusing to call shutil:rmtree"):
         model_from_checkpoint(load_checkpoint(tmp_path / "crafted.pt"))
     assert victim.is_dir()
+
+
+def test_a_checkpoint_cannot_make_cnnkit_import_an_installed_module(tiny_run, tmp_path, capsys):
+    """Importing runs a module's top level: `this` prints the Zen of Python (antigravity opens a browser)."""
+    import sys
+    import sysconfig
+
+    from cnnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint
+    from cnnkit.errors import ModelError
+    from cnnkit.models.user_code import sha256_of
+
+    this = Path(sysconfig.get_paths()["stdlib"]) / "this.py"
+    saved = torch.load(tiny_run() / "best.pt", weights_only=True)
+    saved["model"].update(name="this:s", source={
+        "kind": "module", "ref": "this", "attr": "s", "path": str(this), "sha256": sha256_of(this)})
+    torch.save(saved, tmp_path / "crafted.pt")
+    with pytest.raises(ModelError, match="refusing to call this:s"):
+        model_from_checkpoint(load_checkpoint(tmp_path / "crafted.pt"))
+    assert "this" not in sys.modules and "Beautiful is better" not in capsys.readouterr().out
+
+
+def test_the_code_that_runs_is_the_code_whose_sha256_was_checked(tmp_path, capsys):
+    """A .pyc planted in __pycache__ with the source's mtime and size would run instead of the source."""
+    import importlib.util
+    from importlib._bootstrap_external import _code_to_timestamp_pyc
+
+    from cnnkit.models.external import user_spec
+    from cnnkit.models.user_code import sha256_of
+
+    source = tmp_path / "benign.py"
+    source.write_text(MY_NET)
+    planted = compile("print('PLANTED PYC RAN')\n" + MY_NET, str(source), "exec")
+    stat = source.stat()
+    pyc = Path(importlib.util.cache_from_source(str(source)))
+    pyc.parent.mkdir()
+    pyc.write_bytes(_code_to_timestamp_pyc(planted, stat.st_mtime, stat.st_size))
+    spec = user_spec(f"{source}:MyNet", expected_sha256=sha256_of(source))
+    assert spec.builder.__name__ == "MyNet" and "PLANTED" not in capsys.readouterr().out
+
+
+def test_a_module_name_that_is_not_there_says_so(cli):
+    code, out, err = cli("summary", "nosuchmodule.models:Net")
+    lines = assert_clean_failure(code, err)
+    assert "no module named 'nosuchmodule.models'" in lines[0] and "FILE.py:NAME" in lines[1]

@@ -9,6 +9,7 @@ checks every field the commands read, with bounds no real run comes near, and na
 from __future__ import annotations
 
 import math
+import os
 import types
 import typing
 from dataclasses import fields
@@ -162,6 +163,8 @@ def _check_source(source) -> None:
         if not isinstance(value, str) or not 0 < len(value) <= MAX_TEXT or "\0" in value:
             raise SchemaError(f"model.source.{key}", f"is {_kind(value)}, not a short string")
     if kind in ("file", "module"):
+        if not os.path.isabs(source["path"]):  # cnnkit records where the file was; a relative one means the cwd
+            raise SchemaError("model.source.path", "is not an absolute path")
         if not source["attr"].isidentifier():
             raise SchemaError("model.source.attr", f"is {_kind(source['attr'])}, not a Python name")
         if len(source["sha256"]) != 64 or any(c not in "0123456789abcdef" for c in source["sha256"]):

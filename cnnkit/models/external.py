@@ -7,6 +7,7 @@ the checkpoints treat them alike. `spec.source` is what a checkpoint records to 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 from contextlib import contextmanager
 from functools import lru_cache
@@ -16,7 +17,7 @@ from torch import nn
 
 from cnnkit.errors import ModelError, first_line
 from cnnkit.models.registry import ModelSpec, Preprocessing
-from cnnkit.models.user_code import load_object, parse_user_ref, sha256_of, source_file
+from cnnkit.models.user_code import is_installed, load_object, no_module, parse_user_ref, source_file
 from cnnkit.sizes import SizeLike, pair, size_text
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -187,20 +188,30 @@ _LOADED: dict = {}
 def user_spec(name: str, expected_sha256: str | None = None, model_file: str | Path | None = None) -> ModelSpec:
     """Import a user's model. With `expected_sha256` (a checkpoint's record), only the file that has it."""
     ref = parse_user_ref(name)
+    from_checkpoint = expected_sha256 is not None and model_file is None
     file = Path(model_file).expanduser().resolve() if model_file else source_file(ref)
     if file is None or not file.is_file():
+        if ref.kind == "module" and expected_sha256 is None and model_file is None:
+            raise no_module(ref)
         raise ModelError(f"model file for '{name}' not found" + (f": {file}" if file else ""),
                          "pass the file the model was trained from with --model-file FILE")
-    digest = sha256_of(file)
-    if expected_sha256 is not None and model_file is None and digest != expected_sha256:
+    if from_checkpoint and is_installed(file):
+        # Importing runs a module's top level: a crafted checkpoint could name any installed module whose
+        # sha256 is public (this, antigravity, a script that runs main()). Refused before it is imported.
+        raise ModelError(f"refusing to call {ref.name} from a checkpoint: {file} is installed code, not your "
+                         "own model file", "pass --model-file FILE to rebuild it from a file you trust")
+    code = file.read_bytes()  # read once: what is hashed is what runs
+    digest = hashlib.sha256(code).hexdigest()
+    if from_checkpoint and digest != expected_sha256:
         raise ModelError(f"{file} changed since the checkpoint was written (sha256 {digest[:12]}..., "
                          f"recorded {expected_sha256[:12]}...); cnnkit does not run code a checkpoint did not see",
                          "restore the file, or pass --model-file FILE to use this one on purpose")
     key = (ref, str(file), digest)
     if key not in _LOADED:  # one import per file content: train asks for the spec more than once
-        _LOADED[key] = load_object(ref, file if model_file or ref.kind == "file" else None)
+        from_file = model_file or ref.kind == "file"
+        _LOADED[key] = load_object(ref, file if from_file else None, code if from_file else None)
     target = _LOADED[key]
-    if expected_sha256 is not None and model_file is None:
+    if from_checkpoint:
         check_callable_from_checkpoint(target, ref, file)
     source = {"kind": ref.kind, "ref": ref.where, "attr": ref.attr, "path": str(file), "sha256": digest}
 
@@ -223,13 +234,11 @@ def check_callable_from_checkpoint(target, ref, file: Path) -> None:
     function whose file's sha256 is public (shutil.rmtree, with path=...). From a checkpoint alone cnnkit
     calls only an nn.Module class, or a function defined in the user's own file, outside the installed code."""
     import inspect
-    import sys
 
     if inspect.isclass(target) and issubclass(target, nn.Module):
         return
-    installed = [Path(p).resolve() for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}]
     own = inspect.isfunction(target) and Path(inspect.getsourcefile(target) or "").resolve() == file.resolve()
-    if own and not any(file.resolve().is_relative_to(root) for root in installed):
+    if own and not is_installed(file):
         return
     raise ModelError(f"refusing to call {ref.name} from a checkpoint: it is not an nn.Module class or a function "
                      "of your own model file", "pass --model-file FILE to rebuild it from a file you trust")

@@ -52,6 +52,12 @@ def sha256_of(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def is_installed(path: Path) -> bool:
+    """Whether `path` is Python's or an installed package's code (under sys.prefix and its kin), not a user's."""
+    roots = [Path(p).resolve() for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}]
+    return any(path.resolve().is_relative_to(root) for root in roots)
+
+
 def module_file(module: str) -> Path | None:
     """The file a dotted module name would import from, found without running any of it."""
     path = None
@@ -88,24 +94,28 @@ def _import_failure(ref: UserRef, exc: BaseException) -> ModelError:
     return failure_at({"path": str(file) if file else None, "ref": ref.where}, f"importing {ref.where} failed", exc)
 
 
-def load_object(ref: UserRef, file: Path | None = None) -> Callable:
-    """Import the module (from `file` when given) and return its NAME. This runs the user's code."""
+def load_object(ref: UserRef, file: Path | None = None, code: bytes | None = None) -> Callable:
+    """Import the module and return its NAME. This runs the user's code.
+
+    From `file` when given, running exactly `code`, the bytes whose sha256 the caller checked: the file is
+    not read again (it could change in between), and a cached __pycache__ .pyc beside it is never run.
+    """
     try:
         if ref.kind == "file" or file is not None:
             path = Path(file or ref.where)
-            module_name = f"cnnkit_user_model_{sha256_of(path)[:16]}"
+            code = path.read_bytes() if code is None else code
+            module_name = f"cnnkit_user_model_{hashlib.sha256(code).hexdigest()[:16]}"
             spec = importlib.util.spec_from_file_location(module_name, path)
             module = importlib.util.module_from_spec(spec)
             sys.modules[module_name] = module  # dataclasses and pickling look themselves up there
-            spec.loader.exec_module(module)
+            exec(compile(code, str(path), "exec"), module.__dict__)
         else:
             module = importlib.import_module(ref.where)
     except ModelError:
         raise
     except ModuleNotFoundError as exc:
         if ref.kind == "module" and exc.name and ref.where.startswith(exc.name):
-            raise ModelError(f"no module named '{ref.where}'", "write package.module:NAME for a module on sys.path, "
-                                                                "or FILE.py:NAME for a file") from None
+            raise no_module(ref) from None
         raise _import_failure(ref, exc) from None
     except (Exception, SystemExit) as exc:  # anything the user's code raises while it is imported
         raise _import_failure(ref, exc) from None
@@ -117,6 +127,11 @@ def load_object(ref: UserRef, file: Path | None = None) -> Callable:
         raise ModelError(f"{ref.name} is a {type(target).__name__}, not a class or function",
                          "point at an nn.Module class or a function that returns one")
     return target
+
+
+def no_module(ref: UserRef) -> ModelError:
+    return ModelError(f"no module named '{ref.where}'", "write package.module:NAME for a module on sys.path, "
+                                                        "or FILE.py:NAME for a file")
 
 
 def accepted(target: Callable) -> tuple[set[str], bool]:
