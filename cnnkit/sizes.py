@@ -29,8 +29,8 @@ def builder_size(size: SizeLike) -> int | Size:
 
 def recorded_size(size: SizeLike) -> int | list[int]:
     """What a checkpoint's model.kwargs.image_size holds: one int for a square, else [H, W]."""
-    height, width = pair(size)
-    return height if height == width else [height, width]
+    size = builder_size(size)
+    return size if isinstance(size, int) else list(size)
 
 
 def size_text(size: SizeLike) -> str:

@@ -413,6 +413,19 @@ def test_the_code_that_runs_is_the_code_whose_sha256_was_checked(tmp_path, capsy
     assert spec.builder.__name__ == "MyNet" and "PLANTED" not in capsys.readouterr().out
 
 
+def test_summary_of_a_torchvision_model_with_a_frozen_backbone_trains_only_its_head(cli):
+    code, out, err = cli("summary", "torchvision:resnet18", "--freeze-backbone", "--classes", "10", "--json")
+    assert code == 0, err
+    assert json.loads(out)["trainable_params"] == 512 * 10 + 10
+
+
+def test_a_builder_that_calls_sys_exit_is_an_error_at_its_line(cli, tmp_path):
+    path = tmp_path / "quits.py"
+    path.write_text("import sys\n\n\ndef Net(num_classes):\n    sys.exit(3)\n")
+    code, out, err = cli("summary", f"{path}:Net")
+    assert "line 5" in assert_clean_failure(code, err)[0]
+
+
 def test_a_module_name_that_is_not_there_says_so(cli):
     code, out, err = cli("summary", "nosuchmodule.models:Net")
     lines = assert_clean_failure(code, err)

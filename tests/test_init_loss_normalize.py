@@ -87,8 +87,13 @@ def test_old_names_equal_their_explicit_names_and_the_old_code(alias, explicit):
 
 def test_tutorial_003_is_its_initialize_weights():
     torch.manual_seed(0)
-    model = initialise(nn.Sequential(nn.Conv2d(16, 64, 5), nn.BatchNorm2d(64), nn.Flatten(), nn.Linear(400, 300)), "tutorial-003")
-    conv, bn, _, fc = model
+    model = nn.Sequential(nn.Conv2d(16, 64, 5), nn.BatchNorm2d(64), nn.Flatten(), nn.Linear(400, 300),
+                          nn.BatchNorm2d(3, affine=False))  # no weight to set: left alone
+    conv, bn, _, fc, _ = model
+    with torch.no_grad():  # away from BatchNorm's own defaults, so that the preset's 1 and 0 show
+        bn.weight.fill_(2.0)
+        bn.bias.fill_(0.5)
+    initialise(model, "tutorial-003")
     assert close(conv.weight.std().item(), math.sqrt(2 / (16 * 25 + 64 * 25)))  # xavier_normal_
     assert torch.allclose(conv.bias, torch.full((64,), 0.3))
     assert close(fc.weight.mean().item(), 0.1, 0.1) and close(fc.weight.std().item(), 1.0)  # normal_(w, 0.1)

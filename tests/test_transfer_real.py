@@ -39,6 +39,7 @@ def test_efficientnet_lite0_learns_cats_and_dogs_from_60_photos(lite0_file, pets
     from cnnkit.engine.runner import start_training
     from cnnkit.reporting import Reporter
 
+    options = dict(options)  # the parametrize dict is shared by reruns
     head_epochs = options.pop("head_epochs")
     config = TrainConfig(model=f"{lite0_file}:lite0", dataset=str(pets_folder), out=str(tmp_path / "runs"),
                          command="finetune", finetune_mode=mode, val_split=0.4, batch_size=20, optimizer="adam",

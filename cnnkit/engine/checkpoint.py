@@ -90,7 +90,7 @@ def build_model(name: str, kwargs: dict, section: dict | None = None, model_file
     section = section or {}
     kwargs = dict(kwargs)
     source = section.get("source")
-    spec = spec_from_source(name, source, model_file) if source else get_spec(name)
+    spec = spec_from_source(source, model_file) if source else get_spec(name)
     if kwargs.pop("arch", "cnnkit") == "torchvision":  # finetune's: torchvision's architecture with a new head
         return finetune_architecture(spec, kwargs["num_classes"])
     model = call_builder(spec, args=section.get("args"), **kwargs)
@@ -167,5 +167,5 @@ def verified_model_name(checkpoint: dict, model_file=None) -> str:
     if source and source.get("kind") in ("file", "module"):
         from cnnkit.models.external import spec_from_source
 
-        return spec_from_source(section["name"], source, model_file).name
+        return spec_from_source(source, model_file).name
     return checkpoint["train"]["config"].get("model", section["name"])

@@ -244,7 +244,7 @@ def check_callable_from_checkpoint(target, ref, file: Path) -> None:
                      "of your own model file", "pass --model-file FILE to rebuild it from a file you trust")
 
 
-def spec_from_source(name: str, source: dict, model_file: str | Path | None = None) -> ModelSpec:
+def spec_from_source(source: dict, model_file: str | Path | None = None) -> ModelSpec:
     """Rebuild a checkpoint's model source; user code only from the file with the recorded sha256."""
     kind = source["kind"]
     if kind == "torchvision":

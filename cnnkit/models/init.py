@@ -116,7 +116,7 @@ def _tutorial_003(module: nn.Module) -> None:
         nn.init.normal_(module.weight, 0.1)  # mean 0.1, std 1: torch's default std
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.BatchNorm2d):
+    elif isinstance(module, nn.BatchNorm2d) and module.affine:  # affine=False has no weight or bias
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
 

@@ -19,10 +19,10 @@ MAX_WIDTH = 65_536  # channels or hidden units: more is a typo, not a model that
 LAYOUT_1_WEIGHTS = {"cnn": "9.weight", "alexnet": "classifier.1.weight"}
 
 
-def width(model: str, name: str, value, most: int = MAX_WIDTH) -> int:
+def width(model: str, name: str, value) -> int:
     """A positive whole number of channels or units; a ModelError names the knob and its bounds."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
-        raise ModelError(f"{model}: {name} must be a whole number from 1 to {most:,}, not {value!r}",
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WIDTH:
+        raise ModelError(f"{model}: {name} must be a whole number from 1 to {MAX_WIDTH:,}, not {value!r}",
                          f"e.g. --model-arg {name}=100")
     return value
 

@@ -1,7 +1,7 @@
 """Any model name to its spec and a fresh model: the built-in registry, or an open source.
 
 `torchvision:NAME`, `timm:NAME`, `FILE.py:NAME` and `package.module:NAME` are the open sources
-(models/external.py). This module sits above registry.py and external.py, so neither imports the other.
+(models/external.py, built on registry.py). This module sits above both, so registry.py imports neither.
 """
 
 from __future__ import annotations

@@ -198,7 +198,7 @@ def call_builder(spec: ModelSpec, in_channels: int, num_classes: int, image_size
             raise _builder_failure(spec, exc) from None
         raise ModelError(f"model '{spec.name}' does not take {', '.join(sorted(args))}: {exc}",
                          "drop or rename the --model-arg") from None
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a user's builder may call sys.exit, as its import may
         raise _builder_failure(spec, exc) from None
     if not isinstance(model, nn.Module):
         raise ModelError(f"model '{spec.name}' returned a {type(model).__name__}, not an nn.Module",

@@ -21,7 +21,7 @@ from cnnkit.models.lookup import get_model, get_spec
 from cnnkit.models.registry import (
     ModelSpec, call_builder, input_channels_for, input_size_for, list_models, pretrained_models,
 )
-from cnnkit.models.surgery import find_head, set_frozen
+from cnnkit.models.surgery import find_head, head_of, set_frozen
 from cnnkit.sizes import Size, SizeLike, size_text
 
 DEFAULT_CLASSES = 10
@@ -137,7 +137,8 @@ def registry_target(name: str, input_size: tuple[int, int, int] | None, data_sha
 
         def build(size: SizeLike) -> nn.Module:
             model = finetune_architecture(spec, classes)
-            set_frozen(model, model.get_submodule(spec.new_head), frozen=True)  # as finetune's head phase has it
+            # torchvision:NAME names no head in its spec: it is found in the model, as finetune finds it
+            set_frozen(model, model.get_submodule(head_of(model, spec)), frozen=True)  # as finetune's head phase has it
             return model
 
         notes.append(f"backbone frozen as finetune's head phase has it: only the new {classes}-class head trains")
@@ -164,7 +165,7 @@ def checkpoint_target(checkpoint: dict, model: nn.Module, input_size: tuple[int,
 
     section = checkpoint["model"]
     # An open source comes from its record (a user's file only with the recorded sha256), never by name.
-    spec = spec_from_source(section["name"], section["source"], model_file) if "source" in section else get_spec(section["name"])
+    spec = spec_from_source(section["source"], model_file) if "source" in section else get_spec(section["name"])
     if freeze_backbone:
         require_pretrained(spec)
         # finetune's checkpoints hold torchvision's architecture with the new head; train's the registry's own.
