@@ -46,7 +46,8 @@ def test_train_caches_in_the_cache_dir_says_so_once_and_leaves_the_dataset_alone
     assert (os.stat(cache_dir).st_mode & 0o777) == 0o700
     assert digests(photos) == before and not (photos / CACHE_DIR).exists()
     code, _, err = cli(*args)  # the second run reads the cache: nothing new to tell
-    assert code == 0, err and "note: cached" not in err
+    assert code == 0, err
+    assert "note: cached" not in err
 
 
 def test_cache_dir_option_wins_over_the_environment(cli, tmp_path, cache_dir):
@@ -125,13 +126,17 @@ def _hostile(tmp_path: Path, kind: str) -> Path:
     elif kind == "another user's":
         target.mkdir(mode=0o700)
         os.chown(target, 65534, 65534)  # nobody: the tests run as root, who may give a folder away
+    elif kind == "a shared group's":
+        target.mkdir()
+        os.chown(target, -1, 65534)  # nogroup
+        target.chmod(0o770)
     return target
 
 
-@pytest.mark.parametrize("kind", ["symlink", "file", "world-writable", "another user's"])
+@pytest.mark.parametrize("kind", ["symlink", "file", "world-writable", "another user's", "a shared group's"])
 def test_a_hostile_cache_dir_is_refused_before_anything_is_written(cli, tmp_path, monkeypatch, kind):
-    if kind == "another user's" and os.geteuid() != 0:
-        pytest.skip("only root can make a folder another user's")
+    if kind in ("another user's", "a shared group's") and os.geteuid() != 0:
+        pytest.skip("only root can give a folder to another user or group")
     photos = _photos(tmp_path / "photos")
     target = _hostile(tmp_path, kind)
     monkeypatch.setenv("CNNKIT_CACHE", str(target))
@@ -142,6 +147,15 @@ def test_a_hostile_cache_dir_is_refused_before_anything_is_written(cli, tmp_path
     assert digests(tmp_path) == before
     code, _, err = cli("inspect-dataset", photos, "--no-cache")  # the way out the hint names
     assert code == 0, err
+
+
+def test_a_bad_cache_size_is_refused_before_anything_is_decoded(cli, tmp_path, monkeypatch, cache_dir):
+    photos = _photos(tmp_path / "photos")
+    monkeypatch.setenv("CNNKIT_CACHE_SIZE", "abc")
+    code, _, err = cli("inspect-dataset", photos)
+    message, hint = assert_clean_failure(code, err, expected_code=2)[:2]
+    assert "CNNKIT_CACHE_SIZE=abc" in message and "unset CNNKIT_CACHE_SIZE" in hint
+    assert not _caches(cache_dir)
 
 
 def test_a_cache_dir_that_cannot_be_created_only_costs_the_cache(cli, tmp_path, monkeypatch):

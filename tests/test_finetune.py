@@ -218,6 +218,43 @@ def test_old_style_finetune_checkpoint_resumes_as_finetune(tiny_pets, resnet_wei
 
 
 # ---- features mode -------------------------------------------------------------------
+LOADS_ITS_WEIGHTS = """
+import torch
+from torch import nn
+
+
+def Net(num_classes):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))
+    model[0].load_state_dict(torch.load(__file__.replace("net.py", "conv.pt"), weights_only=True))
+    return model
+"""
+
+
+def test_features_of_a_users_model_are_keyed_by_the_weights_it_loads(tiny_pets, tmp_path, cli, cache_dir):
+    """The file is the same, its weights are not: the second run extracts again instead of reusing stale features."""
+    (tmp_path / "net.py").write_text(LOADS_ITS_WEIGHTS)
+    args = ["finetune", f"{tmp_path / 'net.py'}:Net", "--dataset", tiny_pets, "--mode", "features", "--head-epochs", "1",
+            "--image-size", "32", "--out", tmp_path / "runs"]
+    said = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        torch.save(torch.nn.Conv2d(3, 4, 3).state_dict(), tmp_path / "conv.pt")
+        code, _, stderr = cli(*args)
+        assert code == 0, stderr
+        said.append("features: reusing" in stderr)
+    code, _, stderr = cli(*args)  # the same weights again: read back
+    assert said == [False, False] and "features: reusing" in stderr and len(list(cache_dir.glob("features-*.pt"))) == 2
+
+
+def test_features_mode_without_a_usable_cache_dir_trains_without_one(tiny_pets, resnet_in_hub, tmp_path, cli, monkeypatch):
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("CNNKIT_CACHE", str(tmp_path / "a-file" / "cache"))
+    code, _, stderr = cli("finetune", "resnet", "--dataset", tiny_pets, "--mode", "features", "--head-epochs", "1",
+                          "--image-size", "64", "--out", tmp_path / "runs")
+    assert code == 0, stderr
+    assert "no feature cache: cannot create" in stderr
+
+
 def test_features_mode_caches_features_and_writes_a_full_checkpoint(tiny_pets, resnet_in_hub, tmp_path, cli, cache_dir):
     args = ["finetune", "resnet", "--dataset", tiny_pets, "--mode", "features", "--head-epochs", "2",
             "--lr", "0.01", "--out", tmp_path / "runs"]

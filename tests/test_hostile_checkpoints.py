@@ -203,6 +203,9 @@ SCHEMA_DEFECTS = {
     "config-epochs-a-string": (_set("train.config.epochs", "abc"), "train.config.epochs"),
     "config-lr-nan": (_set("train.config.lr", float("nan")), "train.config.lr"),
     "config-image-size-one-side": (_set("train.config.image_size", [0]), "train.config.image_size"),
+    "model-args-a-list": (_set("model.args", [1, 2]), "model.args"),
+    "model-arg-an-object": (_set("model.args", {"width": [1, 2]}), "model.args.width"),
+    "model-head-a-number": (_set("model.head", 3), "model.head"),
     "epoch-negative": (_set("train.epoch", -1), "train.epoch"),
 }
 # The loop state only a resume reads: evaluate, predict and summary need just the train section's epoch.

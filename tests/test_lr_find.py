@@ -45,6 +45,12 @@ def test_the_suggestion_is_the_steepest_point_of_a_known_curve():
     assert steepest_descent([2.3] * 5) is None  # too few points to say
 
 
+def test_a_range_that_diverges_at_once_says_it_cannot_suggest_a_rate(cli, tmp_path):
+    code, out, err = cli("lr-find", *SMALL, "--optimizer", "sgd", "--start-lr", "1e3", "--end-lr", "1e6",
+                         "--out", tmp_path / "plot.png")
+    assert "too few to suggest a rate" in assert_clean_failure(code, err, after_output=True)[0]
+
+
 def test_a_range_that_does_not_go_up_is_a_usage_error(cli):
     code, out, err = cli("lr-find", "lenet", "--start-lr", "1", "--end-lr", "0.1")
     assert_clean_failure(code, err, 2)

@@ -42,6 +42,13 @@ def test_keras_layout_loads_exactly(mnist_npz, digits):
     assert np.array_equal(data.splits["test"].labels.numpy(), yt.astype(np.int64))
 
 
+def test_arrays_past_the_memory_budget_are_refused_before_they_are_read(mnist_npz):
+    from cnnkit.errors import DataError
+
+    with pytest.raises(DataError, match="more than the memory budget of 10"):
+        load_dataset(str(mnist_npz), budget=10)
+
+
 def test_colour_and_train_only(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "colour.npz"

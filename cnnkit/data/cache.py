@@ -6,7 +6,7 @@ user's own (`--cache-dir`, else CNNKIT_CACHE, else $XDG_CACHE_HOME/cnnkit or
 ~/.cache/cnnkit), created 0700. A path that is a symlink, a file, another user's folder
 or a folder every user may write to is refused: a cache is loaded with weights_only=True and
 validated, but another user's folder could still fill the disk or swap one valid cache
-for another. The total stays under CNNKIT_CACHE_SIZE (default 10 GiB): after each new
+for another; a folder writable by a group that is not the user's own is refused for the same reason. The total stays under CNNKIT_CACHE_SIZE (default 10 GiB): after each new
 cache, the least recently used others go first, never the one just written.
 """
 
@@ -60,9 +60,23 @@ def open_cache_dir(explicit: str | os.PathLike | None = None) -> Path:
         raise _refuse(root, "is not a directory")
     if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
         raise _refuse(root, "belongs to another user")
-    if info.st_mode & 0o002:  # group-writable is common (umask 002, a group per user); world-writable never is
+    if info.st_mode & 0o002:  # world-writable: any user could plant or swap a cache
         raise _refuse(root, f"may be written by every user (mode {stat.S_IMODE(info.st_mode):o})")
+    # Group-writable is common with umask 002 and a group of one's own; a group others share is the same risk.
+    if info.st_mode & 0o020 and hasattr(os, "getegid") and info.st_gid != os.getegid():
+        raise _refuse(root, f"may be written by the members of group {info.st_gid} (mode {stat.S_IMODE(info.st_mode):o})")
+    cache_budget()  # a bad CNNKIT_CACHE_SIZE fails here, before anything is decoded and written
     return root
+
+
+def usable_cache_dir(explicit: str | os.PathLike | None, reporter, what: str, doing: str) -> Path | None:
+    """open_cache_dir, or None when it cannot be created: said once in a note, and the work goes on without it."""
+    try:
+        return open_cache_dir(explicit)
+    except OSError as exc:
+        reporter.note(f"note: no {what} cache: cannot create {exc.filename or explicit} "
+                      f"({exc.strerror or exc}); {doing} without one")
+        return None
 
 
 def cache_budget() -> int:
@@ -70,7 +84,12 @@ def cache_budget() -> int:
     from cnnkit.data.memory import parse_bytes
 
     text = os.environ.get(SIZE_ENV)
-    return parse_bytes(text) if text else DEFAULT_BUDGET
+    if not text:
+        return DEFAULT_BUDGET
+    try:
+        return parse_bytes(text)
+    except UsageError as exc:
+        raise UsageError(f"{SIZE_ENV}={text}: {exc.message}", f"{exc.hint}, or unset {SIZE_ENV}") from None
 
 
 def touch(path: Path) -> None:

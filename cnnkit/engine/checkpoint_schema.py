@@ -92,7 +92,8 @@ def _check_model(model: dict, chosen_size: tuple[int, int] | None = None):
         _check_model_args(model["args"])
     if "source" in model or ":" in name:
         # An open source (torchvision:, timm:, a user's file): checked as plain values here, never imported.
-        spec = _check_source(_get(model, "source", "model.source"))
+        _check_source(_get(model, "source", "model.source"))
+        spec = None
     else:
         try:
             spec = get_spec(name)

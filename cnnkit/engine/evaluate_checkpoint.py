@@ -119,7 +119,8 @@ def evaluate_checkpoint(
 
     `budget` (bytes) is the memory budget for decoded folders; past it they stream from disk.
     `cache_dir` and `cache` choose the decode cache (cnnkit.data.cache); cache=False decodes afresh.
-    Only the split scored is decoded.
+    A folder is decoded as training decoded it, every split (so that training's decode caches serve it),
+    except after a run with --limit or --val-limit: then only the images scored are decoded.
     """
     from cnnkit.data.batches import make_batches
     from cnnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint, transform_from_checkpoint

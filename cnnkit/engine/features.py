@@ -89,9 +89,22 @@ def weights_fingerprint(path: Path) -> str:
     return f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
-def feature_cache_key(model_name: str, weights: Path, preprocessing: dict, train_split, val_split, amp: bool) -> str:
+def state_digest(model: nn.Module, skip: str) -> str:
+    """A digest of a model's weights and buffers but those under `skip` (the new head: drawn by the seed, and
+    no part of the features), for weights that come from no file of cnnkit's (a user's file loads its own)."""
+    digest = hashlib.sha1()
+    for name, tensor in model.state_dict().items():
+        if name.startswith(f"{skip}."):
+            continue
+        digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()
+
+
+def feature_cache_key(model_name: str, weights: str, preprocessing: dict, train_split, val_split, amp: bool) -> str:
+    """`weights`: weights_fingerprint of the weights file, or state_digest of the model."""
     parts = [
-        f"v{FEATURE_CACHE_VERSION}", model_name, weights_fingerprint(weights),
+        f"v{FEATURE_CACHE_VERSION}", model_name, weights,
         repr(sorted(preprocessing.items())), f"amp={amp}",
         split_fingerprint(train_split), split_fingerprint(val_split),
     ]

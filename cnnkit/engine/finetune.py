@@ -15,12 +15,13 @@ from pathlib import Path
 from torch import nn
 
 from cnnkit.data.batches import make_batches
+from cnnkit.data.cache import touch, usable_cache_dir
 from cnnkit.data.memory import parse_bytes
 from cnnkit.engine.config import FINETUNE_MODES, TrainConfig, default_amp, eval_batch_size, loader_workers
 from cnnkit.engine.distributed import World
 from cnnkit.engine.features import (
     HeadOnFeatures, extract_features, feature_cache_key, identity_transform, load_cached_features,
-    save_cached_features,
+    save_cached_features, state_digest, weights_fingerprint,
 )
 from cnnkit.engine.model_source import ModelSource, run_batches
 from cnnkit.reporting import Reporter
@@ -126,7 +127,7 @@ class NewHead(ModelSource):
                 raise UsageError(f"--weights loads a torchvision state_dict; {spec.name} brings its own weights",
                                  "drop --weights (a user's model file loads its weights itself)")
             source = spec.source or {}
-            self.weights = Path(source["path"]) if "path" in source else None  # the user's file, for the cache key
+            self.weights = Path(source["path"]) if "path" in source else None  # the user's file: the run says what loaded them
             self.model = None
         # The weights' own preprocessing: resize 256, center crop 224, ImageNet mean/std. --image-size N
         # (or H,W) crops that instead, the short side resized in the same proportion to the crop's long
@@ -221,17 +222,20 @@ class CachedFeatures(NewHead):
         cfg = self.cfg
         amp = default_amp(cfg.amp, device)
         use_cache = cfg.cache and not (cfg.memory_budget and parse_bytes(cfg.memory_budget) == 0)  # --no-cache
-        use_cache = use_cache and self.weights is not None  # timm's weights: no file of ours to key the cache by
         preprocessing = {"mean": self.mean, "std": self.std, "crop": recorded_size(self.crop), "resize": self.resize,
                          "size": list(dataset.size)}
         if cfg.model_args:
             preprocessing["model_args"] = sorted(cfg.model_args.items())
         cache = None
-        if use_cache:
-            key = feature_cache_key(cfg.model, self.weights, preprocessing, *splits, amp)
-            cache = _feature_cache_dir(cfg, dataset) / f"features-{key}.pt"
-        cached = load_cached_features(cache) if use_cache else None
+        root = usable_cache_dir(cfg.cache_dir, reporter, "feature", "extracting") if use_cache else None
+        if root is not None:
+            # A torchvision weights file is keyed by its path, size and time; timm's weights and a user's file's
+            # come from no file of cnnkit's, so they are keyed by their own digest.
+            weights = weights_fingerprint(self.weights) if self.spec.weights is not None else state_digest(model, self.head_name)
+            cache = root / f"features-{feature_cache_key(cfg.model, weights, preprocessing, *splits, amp)}.pt"
+        cached = load_cached_features(cache) if cache is not None else None
         if cached is not None:
+            touch(cache)  # in use: the least recently used caches are evicted first
             reporter.note(f"features: reusing {cache}")
             return [(split, []) for split in cached]
         started = time.perf_counter()
@@ -240,7 +244,7 @@ class CachedFeatures(NewHead):
         seconds = time.perf_counter() - started
         n = sum(len(split) for split, _ in extracted)
         reporter.note(f"features: ran the backbone over {n} images in {seconds:.1f}s ({n / max(seconds, 1e-9):,.1f} images/s)")
-        if use_cache and place.main and save_cached_features(cache, *(split for split, _ in extracted)):
+        if cache is not None and place.main and save_cached_features(cache, *(split for split, _ in extracted)):
             from cnnkit.data.cache import evict
 
             reporter.note(f"features: cached in {cache}")
@@ -254,14 +258,6 @@ class CachedFeatures(NewHead):
         features = extract_features(model, self.head, batches, transform, device, amp)
         reporter.skipped(getattr(batches, "skipped", []))
         return features, list(getattr(batches, "skipped", []))
-
-
-# ---- the feature cache ---------------------------------------------------------------
-def _feature_cache_dir(cfg: TrainConfig, dataset) -> Path:
-    # The one cache directory (cnnkit.data.cache), like the decoded-image cache: never beside the data.
-    from cnnkit.data.cache import open_cache_dir
-
-    return open_cache_dir(cfg.cache_dir)
 
 
 def finetune_summary(extra_train: dict) -> dict:

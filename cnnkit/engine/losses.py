@@ -5,7 +5,7 @@ returns the batch's mean loss; what each needs of the logits (log-softmax, softm
 done here, so models keep returning logits and evaluate/predict stay as they are.
 
 Validation loss, the `val_loss` of the summary and metrics.csv, and evaluate's loss are always
-cross-entropy (`VALIDATION_LOSS`), whatever --loss trains with, so runs with different losses compare;
+cross-entropy (engine/evaluation.py), whatever --loss trains with, so runs with different losses compare;
 `train_loss` is the --loss value.
 """
 
@@ -17,7 +17,6 @@ from torch import nn
 
 from cnnkit.errors import UsageError
 
-VALIDATION_LOSS = "cross-entropy"
 # kl-div's target without --label-smoothing: a one-hot target makes KL(target || p) cross-entropy exactly,
 # so it smooths a little by default to be the distinct loss the tutorial shows.
 KL_DEFAULT_SMOOTHING = 0.1

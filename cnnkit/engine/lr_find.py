@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from cnnkit.engine.config import TrainConfig, label_smoothing_for
+from cnnkit.engine.losses import build_loss
 from cnnkit.engine.optim import build_optimizer
 from cnnkit.engine.state import capture_rng, restore_rng
 from cnnkit.engine.step import TrainStep
@@ -84,7 +85,7 @@ def lr_find(cfg: TrainConfig, reporter: Reporter, *, start_lr: float = 1e-7, end
 
 def _ramp(setup, model: nn.Module, generator: torch.Generator, reporter: Reporter, test: RangeTest) -> RangeTest:
     cfg = setup.config
-    criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing_for(cfg))
+    criterion = build_loss(cfg.loss, label_smoothing_for(cfg))  # the criterion training would use
     step = TrainStep(model, criterion, amp=setup.amp, batch_size=cfg.batch_size, auto_batch=False, ddp=False,
                      reporter=reporter)
     optimizer = build_optimizer(model.parameters(), cfg.optimizer, test.start_lr, cfg.momentum, cfg.weight_decay,

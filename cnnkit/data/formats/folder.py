@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from cnnkit.data import folder
+from cnnkit.data.cache import usable_cache_dir
 from cnnkit.data.dataset import Dataset, FileSplit, files_fingerprint
 from cnnkit.data.memory import memory_budget
 from cnnkit.data.spec import FALLBACK_PRIORITY, DatasetSpec, LoadOptions, directory_format, register_format
@@ -72,7 +73,8 @@ def decode_chosen(dataset: Dataset, chosen: dict, options: LoadOptions, workers:
     in_memory = decoded_bytes <= (options.budget if options.budget is not None else memory_budget())
     if not in_memory:
         dataset.notes.append(f"{human_bytes(decoded_bytes)} decoded is over the memory budget; streaming from disk")
-    cache_dir = open_cache(options) if in_memory else None
+    use_cache = in_memory and options.cache  # --no-cache, or a stream: no cache
+    cache_dir = usable_cache_dir(options.cache_dir, options.reporter, "decode", "decoding") if use_cache else None
     written = []  # (images, bytes) of each new cache
     splits = {}
     for name, split in chosen.items():
@@ -89,20 +91,6 @@ def decode_chosen(dataset: Dataset, chosen: dict, options: LoadOptions, workers:
         images, size_on_disk = (sum(column) for column in zip(*written))
         dataset.notes.append(f"cached {images:,} decoded images ({human_bytes(size_on_disk)}) in {cache_dir}")
     return splits
-
-
-def open_cache(options: LoadOptions):
-    """The cache directory to use, or None: --no-cache, or one that cannot be created (said once, in a note)."""
-    from cnnkit.data.cache import open_cache_dir
-
-    if not options.cache:
-        return None
-    try:
-        return open_cache_dir(options.cache_dir)
-    except OSError as exc:
-        options.reporter.note(f"note: no decode cache: cannot create {exc.filename or options.cache_dir} "
-                              f"({exc.strerror or exc}); decoding without one")
-        return None
 
 
 def load(spec: DatasetSpec, options: LoadOptions) -> Dataset:
