@@ -25,7 +25,6 @@ import argparse
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -93,13 +92,6 @@ def environment() -> dict:
     return env
 
 
-def supports(option: str, env: dict) -> bool:
-    """Whether this cnnkit's `train` has an option (--image-size comes with the models issue)."""
-    help_text = subprocess.run([sys.executable, "-m", "cnnkit", "train", "--help"], capture_output=True, text=True,
-                               env=env, cwd=REPO).stdout
-    return option in help_text
-
-
 def photo_folder(source: Path, out: Path, size: int) -> Path:
     """`source` as a train/ and test/ folder of size x size JPEGs (shorter side resized, centre crop)."""
     from PIL import Image, ImageOps
@@ -136,13 +128,11 @@ def cases(args, tmp: Path, env: dict) -> list[Case]:
         cnnkit + ["cnn", "--dataset", "mnist-sample", *runs], goal=0.5))
     photos = photo_folder(args.photos, tmp / "photos", PHOTO_SIZE)
     count = sum(1 for _ in photos.rglob("*.jpg"))
-    sized = ["--image-size", str(PHOTO_SIZE)] if supports("--image-size", env) else []
     case = Case(
         "cnn-photos", args.photo_target, photos, f"{args.photos.name} at {PHOTO_SIZE} px ({count} photos, 1 in 5 test)",
         [py, tutorial, "cnn-photos", str(photos), "--epochs", str(args.photo_epochs), "--size", str(PHOTO_SIZE)],
-        cnnkit + ["cnn", "--dataset", str(photos), "--epochs", str(args.photo_epochs), *sized, *runs])
-    if not sized:
-        case.notes.append("this cnnkit has no --image-size yet: cnnkit fed the cnn its default 28 px")
+        cnnkit + ["cnn", "--dataset", str(photos), "--epochs", str(args.photo_epochs),
+                  "--image-size", str(PHOTO_SIZE), *runs])
     found.append(case)
     return found
 

@@ -426,6 +426,29 @@ def test_a_builder_that_calls_sys_exit_is_an_error_at_its_line(cli, tmp_path):
     assert "line 5" in assert_clean_failure(code, err)[0]
 
 
+BROKEN_MODELS = {
+    "absent": ("X = 3\n", "Missing", "has no 'Missing'"),
+    "not-callable": ("X = 3\n", "X", "is a int, not a class or function"),
+    "not-a-module": ("def Net():\n    return 3\n", "Net", "returned a int, not an nn.Module"),
+    "raises": ("def Net():\n    raise ValueError('no such layer')\n", "Net", "line 2: ValueError: no such layer"),
+    "bad-name": ("X = 3\n", "1abc", "'1abc' is not a Python name"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_MODELS)
+def test_a_model_file_that_gives_no_model_is_an_error_naming_why(cli, tmp_path, case):
+    source, attr, message = BROKEN_MODELS[case]
+    path = tmp_path / "broken.py"
+    path.write_text(source)
+    code, out, err = cli("summary", f"{path}:{attr}")
+    assert message in assert_clean_failure(code, err)[0]
+
+
+def test_a_model_name_of_no_kind_and_an_unknown_zoo_are_errors(cli):
+    assert "neither a .py file nor a module name" in assert_clean_failure(*cli("summary", "a-b:Net")[::2])[0]
+    assert "not 'bogus'" in assert_clean_failure(*cli("summary", "--list", "bogus")[::2], 2)[0]
+
+
 def test_a_module_name_that_is_not_there_says_so(cli):
     code, out, err = cli("summary", "nosuchmodule.models:Net")
     lines = assert_clean_failure(code, err)

@@ -46,6 +46,13 @@ def test_curves_have_title_whole_epochs_best_epoch_and_learning_rate(figures):
     assert list(lr.get_lines()[0].get_ydata()) == [0.01, 0.005, 0.01 / 3, 0.0025]
 
 
+def test_the_star_marks_the_epoch_best_pt_comes_from_when_val_every_chose_it(figures):
+    from cnnkit.viz.curves import curves_figure
+
+    acc = curves_figure(history(), best=4).axes[0]  # epoch 2 ended best, but a midway validation in 4 beat it
+    assert [line.get_label() for line in acc.get_lines() if line.get_label().startswith("best")] == ["best (epoch 4)"]
+
+
 def test_finetune_phase_boundary_is_drawn(figures):
     from cnnkit.viz.curves import curves_figure
 

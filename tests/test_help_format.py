@@ -11,8 +11,15 @@ import pytest
 
 from conftest import assert_clean_failure, run_cnnkit
 
-COMMANDS = ["download", "inspect-dataset", "summary", "visualize-filter", "train", "finetune", "evaluate",
-            "predict", "export-idx", "report"]
+def command_names() -> list[str]:
+    import typer
+
+    from cnnkit.cli import app
+
+    return sorted(typer.main.get_command(app).list_commands(None))
+
+
+COMMANDS = command_names()  # every command the app has, so a new one is checked too
 NARROW = {"COLUMNS": "80", "TERMINAL_WIDTH": "80"}
 
 

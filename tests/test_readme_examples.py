@@ -114,6 +114,10 @@ def workspace(root: Path) -> dict[str, str]:
 BLOCKS = marked_blocks(README.read_text(encoding="utf-8")) if README.is_file() else []
 
 
+def test_the_readme_marks_examples_to_run():
+    assert BLOCKS, "README.md has no <!-- test --> blocks (or is missing): nothing of it would be checked"
+
+
 @pytest.mark.parametrize("line, script", BLOCKS, ids=[f"README.md:{line}" for line, _ in BLOCKS])
 def test_readme_example_runs_as_written(tmp_path, line, script):
     env = workspace(tmp_path)

@@ -167,7 +167,7 @@ def test_finetune_recipe_runs_end_to_end(cli, pets, torch_home, monkeypatch, tmp
     assert summary["tutorial"]["epochs"][0]["tutorial_val_acc"] == find_recipe(name).printed[0]
 
 
-def test_human_summary_shows_the_tutorials_numbers_on_stderr(cli, digits):
+def test_human_summary_shows_the_tutorials_numbers_on_stderr(cli):
     code, out, err = cli("train", "--recipe", "lenet-cifar10", "--dataset", DATA / "cifar10-sample", "--limit", 28,
                          "--epochs", 1, "--device", "cpu")
     assert code == 0, err

@@ -96,7 +96,7 @@ def test_a_run_ends_with_its_report_and_names_are_escaped(hostile_run):
     page = check_page(hostile_run / "report.html")
     rows = page.text.split("Per class")[1].split("Most confident")[0]
     assert SCRIPT in rows and IMG in rows and "macro avg" in rows
-    assert page.named("title") is not None and "perceptron on photos" in page.text
+    assert len(page.named("title")) == 1 and "perceptron on photos" in page.text
 
 
 def test_report_command_writes_it_again(hostile_run, tmp_path):

@@ -102,6 +102,8 @@ def test_bad_checkpoints_fail_cleanly(cli, lenet_run, tmp_path):
     assert_clean_failure(*cli("visualize-filter", "--checkpoint", lenet_run, "--image", tmp_path / "none.png", "--out", tmp_path / "x.png")[::2])
     assert_clean_failure(*cli("visualize-filter", "--checkpoint", tmp_path / "none.pt", "--out", tmp_path / "x.png")[::2])
     assert_clean_failure(*cli("visualize-filter", "--layer", "conv1", "--out", tmp_path / "x.png")[::2], 2)
+    # --model-file belongs to a checkpoint too: not ignored without one
+    assert_clean_failure(*cli("visualize-filter", "--model-file", tmp_path / "net.py", "--out", tmp_path / "x.png")[::2], 2)
     code, _, stderr = cli("visualize-filter", "--kernel", "vertical")  # no --out
     assert_clean_failure(code, stderr, 2)
 

@@ -16,9 +16,9 @@ from cnnkit.cli.common import (
 # Beyond this many classes the confusion table is too wide for a terminal; JSON and the PNG still have it.
 MAX_TABLE_CLASSES = 20
 MAX_TOP_K = 1000  # ImageNet's class count
-MAX_WORST = 100
+MAX_WORST = 100  # a gallery of 20 rows of 5: past that it is too tall to draw or to read
 SPLIT_WORDS = {"all": "every image", "test": "the test split", "val": "the validation part held out in training",
-               "train": "the training part"}  # a gallery of 20 rows of 5: past that it is too tall to draw or to read
+               "train": "the training part"}
 
 
 @app.command(

@@ -12,9 +12,10 @@ from cnnkit.cli.common import JsonOption, QuietOption, handle_errors, print_json
 
 
 @app.command(
-    epilog="Examples:  cnnkit export checkpoints/cnn-mnist-sample --format onnx --out cnn.onnx  |  "
-    "cnnkit export run/best.pt --format torchscript --out model.pt --input float  |  "
-    "cnnkit predict digit.png --model cnn.onnx",
+    epilog="Examples:\n"
+    "  cnnkit export checkpoints/cnn-mnist-sample --format onnx --out cnn.onnx\n"
+    "  cnnkit export run/best.pt --format torchscript --out model.pt --input float\n"
+    "  cnnkit predict digit.png --model cnn.onnx",
 )
 @handle_errors
 def export(

@@ -15,8 +15,10 @@ from cnnkit.cli.common import DataDirOption, DeviceOption, JsonOption, QuietOpti
 
 @app.command(
     "lr-find",
-    epilog="Examples:  cnnkit lr-find lenet  |  cnnkit lr-find cnn --dataset cifar10 --optimizer sgd --out lr.png  |  "
-    "lr=$(cnnkit lr-find lenet --quiet) && cnnkit train lenet --lr $lr",
+    epilog="Examples:\n"
+    "  cnnkit lr-find lenet\n"
+    "  cnnkit lr-find cnn --dataset cifar10 --optimizer sgd --out lr.png\n"
+    "  lr=$(cnnkit lr-find lenet --quiet) && cnnkit train lenet --lr $lr",
 )
 @handle_errors
 def lr_find(

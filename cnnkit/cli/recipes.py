@@ -6,8 +6,11 @@ from cnnkit.cli.app import app
 from cnnkit.cli.common import JsonOption, handle_errors, print_json
 
 
-@app.command(epilog="Examples:  cnnkit recipes  |  cnnkit train --recipe lenet-cifar10  |  "
-             "cnnkit train --recipe lenet-cifar10 --epochs 1 --print-config  |  cnnkit recipes --json")
+@app.command(epilog="Examples:\n"
+             "  cnnkit recipes\n"
+             "  cnnkit train --recipe lenet-cifar10\n"
+             "  cnnkit train --recipe lenet-cifar10 --epochs 1 --print-config\n"
+             "  cnnkit recipes --json")
 @handle_errors
 def recipes(json_output: JsonOption = False) -> None:
     """List the built-in recipes: name, command, tutorial and section, what each sets, the tutorial's numbers."""

@@ -37,8 +37,8 @@ def visualize_filter(
     from cnnkit.errors import UsageError
 
     if checkpoint is None:
-        if layer is not None or image is not None:
-            raise UsageError("--layer and --image draw a trained model's filters; they need --checkpoint")
+        if layer is not None or image is not None or model_file is not None:
+            raise UsageError("--layer, --image and --model-file draw a trained model's filters; they need --checkpoint")
         document = _kernel_figure(kernel, dataset, count, data_dir, out)
     else:
         document = _learned_figure(checkpoint, layer, image, out, model_file)

@@ -63,15 +63,6 @@ def stuck_loss_warning(epoch: int, train_loss: float, num_classes: int, lr: floa
             "`cnnkit lr-find`), or the labels carry no signal (check the class folders)")
 
 
-def best_epoch_of(history: list[dict]) -> int:
-    """The first epoch with the highest validation accuracy (0 without one): for checkpoints older than best_epoch."""
-    best, at = -1.0, 0
-    for row in history:
-        if row.get("val_acc", -1.0) > best:
-            best, at = row["val_acc"], row["epoch"]
-    return at
-
-
 def early_stop(epoch: int, since: int, best_epoch: int, patience: int | None, best_val_acc: float) -> dict | None:
     """The record of an early stop after `epoch` (1-based), or None to go on.
 

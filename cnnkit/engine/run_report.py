@@ -42,7 +42,7 @@ def _thumbnail(image) -> bytes:
     return encode_png(image.contiguous().cpu()).numpy().tobytes()
 
 
-def _curves_png(run: Path, history: list[dict], title: str, val_history) -> bytes | None:
+def _curves_png(run: Path, history: list[dict], title: str, val_history, best: int | None) -> bytes | None:
     """The run's curves.png as the trainer drew it after its last epoch; drawn afresh only where it is missing."""
     from cnnkit.viz.curves import curves_figure
     from cnnkit.viz.figure import png_bytes
@@ -51,7 +51,7 @@ def _curves_png(run: Path, history: list[dict], title: str, val_history) -> byte
         return None
     if (run / "curves.png").is_file():
         return (run / "curves.png").read_bytes()
-    return png_bytes(curves_figure(history, title, val_history))
+    return png_bytes(curves_figure(history, title, val_history, best))
 
 
 def build_report(target: str | Path, *, device: str = "auto", mistakes: int = MISTAKES, workers: int | None = None) -> dict:
@@ -73,7 +73,8 @@ def build_report(target: str | Path, *, device: str = "auto", mistakes: int = MI
     doc = evaluation_document(evaluation, worst)
     history, config = list(train.get("history", [])), dict(train.get("config", {}))
     title = f"{record['model']['name']} on {Path(str(data['spec'])).name or data['spec']}"
-    best = best_epoch(history)
+    recorded = train.get("best_epoch")  # --val-every may have chosen best.pt inside an epoch
+    best = recorded if isinstance(recorded, int) and recorded > 0 else best_epoch(history)
     seconds = sum(row.get("seconds", 0.0) for row in history)
     summary = [
         ("run", str(run)),
@@ -82,7 +83,7 @@ def build_report(target: str | Path, *, device: str = "auto", mistakes: int = MI
         ("validated on", f"{split} split ({data.get('val_source', split)}), {doc['count']:,} images"),
         ("checkpoint", f"{doc['checkpoint']} (epoch {doc['epoch']})"),
         ("accuracy", f"{doc['accuracy']:.2%}"),
-        ("balanced accuracy", f"{doc['macro_avg']['recall']:.2%}"),
+        ("balanced accuracy", f"{doc['balanced_accuracy']:.2%}"),
         ("loss", f"{doc['loss']:.4f}"),
         ("epochs", f"{train.get('epoch', len(history))}" + (f", best {best}" if best is not None else "")),
         ("training time", f"{seconds:.1f} s"),
@@ -94,12 +95,10 @@ def build_report(target: str | Path, *, device: str = "auto", mistakes: int = MI
     confusion_title = f"{title} ({split}): {doc['accuracy']:.2%}"
     return {
         "run_dir": run,
-        "history": history,
-        "val_history": list(train.get("val_history", [])),
         "title": title,
         "summary": summary,
         "split": split,
-        "curves_png": _curves_png(run, history, title, train.get("val_history")),
+        "curves_png": _curves_png(run, history, title, train.get("val_history"), best),
         "confusion_png": png_bytes(confusion_figure(evaluation.result.confusion, evaluation.classes, confusion_title)),
         "per_class": doc["per_class"],
         "macro_avg": doc["macro_avg"],

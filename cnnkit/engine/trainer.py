@@ -36,6 +36,7 @@ from cnnkit.engine.optim import build_optimizer, build_scheduler
 from cnnkit.reporting import Reporter
 from cnnkit.engine.rundir import write_config, write_metrics, write_val_steps
 from cnnkit.engine.state import capture_rng, restore_rng
+from cnnkit.viz.curves import best_epoch as history_best_epoch
 from cnnkit.engine.step import TrainStep
 from cnnkit.errors import CheckpointError, CnnkitError, UsageError
 
@@ -109,7 +110,7 @@ class LoopState:
         best_epoch = train.get("best_epoch")
         return cls(train["epoch"], train["step_in_epoch"], train["global_step"], train["best_val_acc"],
                    history, list(train.get("val_history", [])), dict(train["partial"]),
-                   best_epoch if isinstance(best_epoch, int) else feedback.best_epoch_of(history),
+                   best_epoch if isinstance(best_epoch, int) else history_best_epoch(history) or 0,
                    feedback.early_stop_record(train.get("stopped_early")))
 
 
@@ -531,7 +532,8 @@ class Trainer:
         try:
             # The run's final figure at every epoch: report.html embeds this file instead of drawing it again.
             plot_curves(self.state.history, self.s.run_dir / "curves.png",
-                        title=f"{self.s.model_section['name']} on {self.s.dataset.name}", val_history=self.state.val_history)
+                        title=f"{self.s.model_section['name']} on {self.s.dataset.name}", val_history=self.state.val_history,
+                        best=self.state.best_epoch or None)
         except OSError as exc:  # a figure is not worth stopping training for
             self.reporter.warn(f"could not write curves.png: {exc}")
 

@@ -11,7 +11,8 @@ BEST_COLOUR = "tab:red"
 
 
 def best_epoch(history: list[dict]) -> int | None:
-    """The epoch best.pt holds: the first with the highest validation accuracy (the trainer keeps a strict best)."""
+    """The first epoch with the highest epoch-end validation accuracy: the epoch best.pt holds, unless a
+    --val-every validation chose it (checkpoints record their best_epoch: pass that where there is one)."""
     if not history:
         return None
     return max(history, key=lambda row: (row["val_acc"], -row["epoch"]))["epoch"]
@@ -31,14 +32,16 @@ def step_to_epoch(history: list[dict], step: int) -> float:
     return float(np.interp(step, ends, range(len(ends))))
 
 
-def curves_figure(history: list[dict], title: str | None = None, val_history: list[dict] | None = None):
-    """The matplotlib figure: accuracy, loss and learning-rate panels over whole-number epochs."""
+def curves_figure(history: list[dict], title: str | None = None, val_history: list[dict] | None = None,
+                  best: int | None = None):
+    """The matplotlib figure: accuracy, loss and learning-rate panels over whole-number epochs, the star at
+    `best` (the epoch best.pt comes from; by default the best epoch-end validation)."""
     from matplotlib.ticker import MaxNLocator
 
     plt = pyplot()
     epochs = [row["epoch"] for row in history]
     fig, (ax_acc, ax_loss, ax_lr) = plt.subplots(1, 3, figsize=(13, 4), layout="constrained")
-    best = best_epoch(history)
+    best = best or best_epoch(history)
     midway = [row for row in (val_history or []) if "step" in row and all("step" in r for r in history)]
     for ax, key, name in ((ax_acc, "acc", "accuracy"), (ax_loss, "loss", "loss")):
         ax.plot(epochs, [row[f"train_{key}"] for row in history], "o-", label="train")
@@ -69,5 +72,6 @@ def curves_figure(history: list[dict], title: str | None = None, val_history: li
     return fig
 
 
-def plot_curves(history: list[dict], path: Path, title: str | None = None, val_history: list[dict] | None = None) -> Path:
-    return save_png(curves_figure(history, title, val_history), path)
+def plot_curves(history: list[dict], path: Path, title: str | None = None, val_history: list[dict] | None = None,
+                best: int | None = None) -> Path:
+    return save_png(curves_figure(history, title, val_history, best), path)

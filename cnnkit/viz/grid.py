@@ -28,23 +28,12 @@ def samples_across_classes(split, channels: int, size: tuple[int, int], count: i
     import torch
 
     from cnnkit.data.dataset import TensorSplit
-    from cnnkit.data.images import ImageReadError, load_image
+    from cnnkit.data.stats import first_images
 
     labels = split.labels.tolist()
-    if isinstance(split, TensorSplit):
-        chosen = round_robin(labels, count)
-        return split.images[chosen], [labels[i] for i in chosen]
-    images, kept = [], []
-    for position in round_robin(labels, len(labels)):  # unreadable files are passed over
-        if len(images) == count:
-            break
-        try:
-            images.append(load_image(split.files[position], channels, size, split.resize_to))
-            kept.append(labels[position])
-        except ImageReadError:
-            continue
-    empty = torch.empty((0, channels, *size), dtype=torch.uint8)
-    return (torch.stack(images) if images else empty), kept
+    # Files in full round-robin order, so that unreadable ones are passed over for the next in turn.
+    order = round_robin(labels, count if isinstance(split, TensorSplit) else len(labels))
+    return first_images(split.subset(torch.tensor(order, dtype=torch.long)), channels, size, count)
 
 
 def plot_sample_grid(images, labels: list[int], classes: list[str], path: str | Path, title: str = "") -> Path:
