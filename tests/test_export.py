@@ -19,6 +19,7 @@ import torch
 import torchvision
 
 from conftest import DATA, assert_clean_failure, digests
+from export_helpers import assert_same_predictions, predicted_probabilities, rebuilt_from_safetensors
 
 CIFAR_TEST = DATA / "cifar10-sample" / "test"
 PETS = DATA / "pets-sample"
@@ -59,24 +60,6 @@ def lenet_onnx(lenet_cifar, work, invoke) -> Path:
     return out
 
 
-def _probabilities(invoke, model, images) -> dict[str, list[float]]:
-    """cnnkit predict --json: every class's probability per image, in class order."""
-    code, stdout, stderr = invoke("predict", images, "--model", model, "--top-k", "100", "--json")
-    assert code == 0, stderr
-    table = {}
-    for record in json.loads(stdout):
-        row = sorted(record["predictions"], key=lambda p: p["index"])
-        table[record["path"]] = [p["probability"] for p in row]
-    return table
-
-
-def _assert_same_predictions(exported: dict, reference: dict, tolerance: float = 1e-4) -> None:
-    assert exported.keys() == reference.keys() and len(reference) >= 4
-    worst = max(abs(a - b) for name in reference for a, b in zip(exported[name], reference[name]))
-    assert worst <= tolerance, worst
-    assert len({tuple(p) for p in reference.values()}) > 1  # the images really differ
-
-
 def test_onnx_predicts_what_the_checkpoint_predicts(lenet_onnx, lenet_cifar, cifar_images, invoke):
     import onnx
 
@@ -85,8 +68,8 @@ def test_onnx_predicts_what_the_checkpoint_predicts(lenet_onnx, lenet_cifar, cif
     document = json.loads(props["cnnkit"])
     assert document["input"]["shape"] == ["batch", 3, 32, 32] and document["input"]["dtype"] == "uint8"
     assert document["data"]["mean"] and document["model"]["name"] == "lenet"
-    _assert_same_predictions(_probabilities(invoke, lenet_onnx, cifar_images),
-                             _probabilities(invoke, lenet_cifar, cifar_images))
+    assert_same_predictions(predicted_probabilities(invoke, lenet_onnx, cifar_images),
+                            predicted_probabilities(invoke, lenet_cifar, cifar_images))
 
 
 def test_onnx_runs_without_cnnkit(lenet_onnx, lenet_cifar):
@@ -129,24 +112,19 @@ def test_torchscript_with_float_input_predicts_what_the_checkpoint_predicts(lene
     for args in ((), ("--csv",)):
         code, stdout, stderr = invoke("predict", cifar_images, "--model", out, *args)
         assert code == 0 and "cat" in stdout, stderr
-    _assert_same_predictions(_probabilities(invoke, out, cifar_images), _probabilities(invoke, lenet_cifar, cifar_images))
+    assert_same_predictions(predicted_probabilities(invoke, out, cifar_images),
+                            predicted_probabilities(invoke, lenet_cifar, cifar_images))
 
 
 def test_safetensors_holds_what_rebuilds_the_model(lenet_cifar, work, invoke):
-    from safetensors import safe_open
-
-    from cnnkit.engine.checkpoint import build_model, load_checkpoint, model_from_checkpoint, transform_from_checkpoint
+    from cnnkit.engine.checkpoint import load_checkpoint, model_from_checkpoint, transform_from_checkpoint
     from cnnkit.data.images import load_image
 
     out = work / "lenet.safetensors"
     code, stdout, stderr = invoke("export", lenet_cifar, "--out", out, "--json")  # the format from the suffix
     assert code == 0, stderr
     assert json.loads(stdout)["format"] == "safetensors"
-    with safe_open(str(out), framework="pt") as f:
-        document = json.loads(f.metadata()["cnnkit"])
-        state = {name: f.get_tensor(name) for name in f.keys()}
-    model = build_model(document["model"]["name"], document["model"]["kwargs"]).eval()
-    model.load_state_dict(state)
+    model, document = rebuilt_from_safetensors(out)
     checkpoint = load_checkpoint(lenet_cifar)
     transform = transform_from_checkpoint(checkpoint, "cpu")
     assert document["data"]["mean"] == checkpoint["data"]["mean"]
@@ -164,7 +142,8 @@ def test_static_batch_onnx_takes_its_batch_and_predict_pads_the_last(lenet_cifar
     model = onnx.load(out)
     assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [4, 3, 32, 32]
     assert model.opset_import[0].version == 18
-    _assert_same_predictions(_probabilities(invoke, out, cifar_images), _probabilities(invoke, lenet_onnx, cifar_images))
+    assert_same_predictions(predicted_probabilities(invoke, out, cifar_images),
+                            predicted_probabilities(invoke, lenet_onnx, cifar_images))
 
 
 def test_cnn_on_digits_exports_and_predicts(tiny_run, work, invoke):
@@ -182,7 +161,7 @@ def test_cnn_on_digits_exports_and_predicts(tiny_run, work, invoke):
     code, _, stderr = invoke("export", run, "--out", out)
     assert code == 0, stderr
     assert "mnist-sample's test split" in stderr
-    _assert_same_predictions(_probabilities(invoke, out, digits), _probabilities(invoke, run, digits))
+    assert_same_predictions(predicted_probabilities(invoke, out, digits), predicted_probabilities(invoke, run, digits))
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +215,7 @@ def test_finetuned_torchvision_model_exports(finetuned_resnet, work, invoke):
     code, _, stderr = invoke("export", run, "--out", out, "--input", "float")
     assert code == 0, stderr
     assert "pets's test split" in stderr
-    _assert_same_predictions(_probabilities(invoke, out, photos), _probabilities(invoke, run, photos))
+    assert_same_predictions(predicted_probabilities(invoke, out, photos), predicted_probabilities(invoke, run, photos))
 
 
 # ---- --half, and the check that refuses ----------------------------------------------------

@@ -4,7 +4,6 @@ own metadata (for a user's model, through the recorded file and its sha256)."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import textwrap
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 import torch
 
 from conftest import DATA
+from export_helpers import assert_same_predictions, predicted_probabilities, rebuilt_from_safetensors
 
 CIFAR = DATA / "cifar10-sample"
 
@@ -63,26 +63,6 @@ def zoo_run(tmp_path_factory, invoke) -> Path:
     return _train(invoke, tmp_path_factory.mktemp("zoo-model"), "torchvision:squeezenet1_1", "--image-size", "32")
 
 
-def _probabilities(invoke, model, images) -> dict[str, list[float]]:
-    code, stdout, stderr = invoke("predict", images, "--model", model, "--top-k", "100", "--json")
-    assert code == 0, stderr
-    return {r["path"]: [p["probability"] for p in sorted(r["predictions"], key=lambda p: p["index"])]
-            for r in json.loads(stdout)}
-
-
-def _rebuilt_from_safetensors(path: Path):
-    from safetensors import safe_open
-
-    from cnnkit.engine.checkpoint import build_model
-
-    with safe_open(str(path), framework="pt") as f:
-        section = json.loads(f.metadata()["cnnkit"])["model"]
-        state = {name: f.get_tensor(name) for name in f.keys()}
-    model = build_model(section["name"], section["kwargs"], section).eval()
-    model.load_state_dict(state)
-    return model
-
-
 @pytest.mark.parametrize("which", ["user", "zoo"])
 @pytest.mark.parametrize("suffix", [".onnx", ".pt", ".safetensors"])
 def test_user_and_zoo_models_export_in_each_format(which, suffix, request, photos, invoke, tmp_path):
@@ -98,10 +78,9 @@ def test_user_and_zoo_models_export_in_each_format(which, suffix, request, photo
         checkpoint = load_checkpoint(run)
         x = torch.rand(4, 3, 32, 32)
         with torch.no_grad():
-            torch.testing.assert_close(_rebuilt_from_safetensors(out)(x), model_from_checkpoint(checkpoint)(x),
+            torch.testing.assert_close(rebuilt_from_safetensors(out)[0](x), model_from_checkpoint(checkpoint)(x),
                                        atol=0, rtol=0)
         return
-    exported, reference = _probabilities(invoke, out, photos), _probabilities(invoke, run, photos)
-    assert exported.keys() == reference.keys() and len(reference) == 10
-    worst = max(abs(a - b) for name in reference for a, b in zip(exported[name], reference[name]))
-    assert worst <= 1e-4, worst
+    exported, reference = predicted_probabilities(invoke, out, photos), predicted_probabilities(invoke, run, photos)
+    assert len(reference) == 10
+    assert_same_predictions(exported, reference)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from cnnkit.engine.checkpoint_schema import FORMAT, VERSION, validate_checkpoint
+from cnnkit.engine.checkpoint_schema import FORMAT, VERSION, chosen_size, validate_checkpoint
 from cnnkit.errors import CheckpointError, first_line
 from cnnkit.fileio import atomic_torch_save
 from cnnkit.safeload import safe_torch_load
@@ -137,17 +137,13 @@ def model_from_checkpoint(checkpoint: dict, model_file=None):
             "the file was not written by cnnkit, or was edited since; use a checkpoint its run wrote",
         ) from None
     load_model_weights(model, checkpoint)
-    if "source" in section or "args" in section or _chosen_size(checkpoint) is not None:
+    if "source" in section or "args" in section or chosen_size(checkpoint.get("train")) is not None:
         # Not a built-in at its native size: one batch proves the rebuilt model takes the recorded input.
         from cnnkit.models.surgery import check_output
 
         check_output(model, section["name"], tuple(checkpoint["data"]["input_size"]),
                      section["kwargs"]["num_classes"], CheckpointError)
     return model.eval()
-
-
-def _chosen_size(checkpoint: dict):
-    return (checkpoint.get("train", {}).get("config") or {}).get("image_size")
 
 
 def transform_from_checkpoint(checkpoint: dict, device, channels_last: bool = False):

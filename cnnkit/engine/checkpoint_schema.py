@@ -57,12 +57,12 @@ def _check(checkpoint: dict, resume: bool) -> None:
     model = _section(checkpoint, "model")
     data = _section(checkpoint, "data")
     train = _section(checkpoint, "train")
-    spec, kwargs = _check_model(model, _chosen_size(train))
+    spec, kwargs = _check_model(model, chosen_size(train))
     _check_data(data, kwargs, spec)
     _check_train(train, resume)
 
 
-def _chosen_size(train) -> tuple[int, int] | None:
+def chosen_size(train) -> tuple[int, int] | None:
     """The (H, W) --image-size chose for the run, if its config says so (the config itself is checked later)."""
     config = train.get("config") if isinstance(train, dict) else None
     size = config.get("image_size") if isinstance(config, dict) else None
