@@ -235,6 +235,31 @@ def test_bad_config_is_a_usage_error_naming_the_key_and_file(cli, tmp_path, comm
     assert named in lines[0] and "bad.json" in lines[0]
 
 
+@pytest.mark.parametrize("name, content, named", [("c.ini", "epochs = 2", "unknown file type '.ini'"),
+                                                 ("c.json", None, "cannot read it"),  # a directory
+                                                 ("c.toml", b"epochs = \xff", "cannot read it")])  # not UTF-8
+def test_a_config_file_cnnkit_cannot_read_is_a_usage_error(cli, tmp_path, name, content, named):
+    conf = tmp_path / name
+    conf.mkdir() if content is None else conf.write_bytes(content if isinstance(content, bytes) else content.encode())
+    code, _, err = cli("train", "--config", conf, "--print-config")
+    assert named in assert_clean_failure(code, err, 2)[0]
+
+
+def test_an_empty_yaml_config_sets_nothing(cli, tmp_path):
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n")
+    code, out, err = cli("train", "lenet", "--config", tmp_path / "empty.yaml", "--print-config")
+    assert code == 0, err
+    assert json.loads(out)["epochs"] == TrainConfig().epochs
+
+
+@pytest.mark.parametrize("recipe, epochs, phases", [("vgg16-head", "3", (3, 3, 0)), ("vgg16-unfreeze", "3", (3, 2, 1))])
+def test_epochs_on_a_finetune_recipe_go_to_its_phases(cli, recipe, epochs, phases):
+    code, out, err = cli("finetune", "--recipe", recipe, "--epochs", epochs, "--print-config")
+    assert code == 0, err
+    resolved = json.loads(out)
+    assert (resolved["epochs"], resolved["head_epochs"], resolved["unfreeze_epochs"]) == phases
+
+
 def test_recipe_for_the_other_command_is_a_usage_error(cli):
     code, _, err = cli("finetune", "--recipe", "lenet-cifar10")
     assert "cnnkit train --recipe lenet-cifar10" in assert_clean_failure(code, err, 2)[-1]

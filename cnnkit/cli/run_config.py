@@ -109,7 +109,8 @@ def read_config_file(path: Path, ctx: Any, command: str, params: dict) -> dict:
         if key in OPTION_TEXT:
             text = _option_text(path, key, value)
         elif not _has_type(annotations[key], value):
-            raise UsageError(f"{path}: '{key}' must be {annotations[key]}, not {type(value).__name__} {value!r}")
+            raise UsageError(f"{path}: '{key}' must be {annotations[key]}, not {type(value).__name__} {value!r}",
+                             "a run's config.json shows each setting in its form")
         if key == "command":
             if value != command:
                 raise UsageError(f"{path} is a {value} configuration, not a {command} one",
@@ -163,7 +164,8 @@ def _load(path: Path) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--config {path}: cannot read it ({exc.strerror if isinstance(exc, OSError) else exc})") from None
+        raise UsageError(f"--config {path}: cannot read it ({exc.strerror if isinstance(exc, OSError) else exc})",
+                         "pass a readable UTF-8 text file") from None
     try:
         if suffix == ".json":
             data = json.loads(text)
@@ -181,7 +183,8 @@ def _load(path: Path) -> dict:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise UsageError(f"--config {path}: expected a mapping of settings, found {type(data).__name__}")
+        raise UsageError(f"--config {path}: expected a mapping of settings, found {type(data).__name__}",
+                         "write KEY = VALUE settings (TOML), KEY: VALUE (YAML) or a JSON object")
     return data
 
 
