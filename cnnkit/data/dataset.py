@@ -9,6 +9,32 @@ from pathlib import Path
 import torch
 
 
+def tensor_split(images, labels) -> "TensorSplit":
+    """A TensorSplit from numpy arrays as IDX and .npz files hold them: uint8 (N, H, W) or (N, H, W, C), integer labels."""
+    import numpy as np
+
+    tensor = torch.from_numpy(np.ascontiguousarray(images))
+    tensor = tensor.unsqueeze(1) if tensor.ndim == 3 else tensor.permute(0, 3, 1, 2).contiguous()
+    return TensorSplit(tensor, torch.from_numpy(np.asarray(labels).reshape(-1).astype(np.int64)))
+
+
+def highest_label(splits: dict[str, "TensorSplit"], labels: str, damaged: str) -> int:
+    """The largest class label of the splits (0 when empty), checked to count from 0 and to stay under
+    MAX_CLASSES. `labels` names them in the errors ("IDX labels in DIR"); `damaged` is the hint's file."""
+    from cnnkit.errors import DataError
+    from cnnkit.limits import MAX_CLASSES
+
+    filled = [s.labels for s in splits.values() if len(s)]
+    low = min((int(values.min()) for values in filled), default=0)
+    top = max((int(values.max()) for values in filled), default=0)
+    if low < 0:
+        raise DataError(f"{labels} are negative ({low}); class labels count from 0")
+    if top >= MAX_CLASSES:
+        raise DataError(f"{labels} go up to {top}; cnnkit takes at most {MAX_CLASSES} classes",
+                        f"the {damaged} is damaged or holds no labels")
+    return top
+
+
 @dataclass
 class TensorSplit:
     """Decoded images held in memory: uint8 (N, C, H, W) and int64 labels (N,)."""

@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from cnnkit.data.dataset import TensorSplit
+from cnnkit.data.dataset import TensorSplit, highest_label, tensor_split
 from cnnkit.data.idx import read_idx
 from cnnkit.errors import DataError
-from cnnkit.limits import MAX_CLASSES
 
 PREFIXES = {"train": "train", "t10k": "test", "test": "test"}
 CLASSES_FILE = "classes.txt"
@@ -87,23 +85,14 @@ def load_idx_dir(folder: Path) -> tuple[dict[str, TensorSplit], list[str]]:
             raise DataError(f"{label_path} holds {labels.dtype} labels; class labels are integers (IDX dtype ubyte or int)")
         if len(images) != len(labels):
             raise DataError(f"{image_path.name} has {len(images)} images but {label_path.name} has {len(labels)} labels")
-        tensor = torch.from_numpy(images.copy())
-        tensor = tensor.unsqueeze(1) if tensor.ndim == 3 else tensor.permute(0, 3, 1, 2).contiguous()
-        splits[split] = TensorSplit(tensor, torch.from_numpy(labels.astype(np.int64)))
+        splits[split] = tensor_split(images.copy(), labels)
     # A lone t10k-*/test-* pair is a test split, as its name says (MNIST's test set alone, say): training
     # on it takes --val-split (cnnkit.data.dataset.train_val_splits), and export-idx writes it back as t10k-*.
     return splits, _classes(folder, splits)
 
 
 def _classes(folder: Path, splits: dict[str, TensorSplit]) -> list[str]:
-    filled = [s.labels for s in splits.values() if len(s)]
-    low = min((int(labels.min()) for labels in filled), default=0)
-    top = max((int(labels.max()) for labels in filled), default=0)
-    if low < 0:
-        raise DataError(f"IDX labels in {folder} are negative ({low}); class labels count from 0")
-    if top >= MAX_CLASSES:
-        raise DataError(f"IDX labels in {folder} go up to {top}; cnnkit takes at most {MAX_CLASSES} classes",
-                        "the labels file is damaged or is not a labels file")
+    top = highest_label(splits, f"IDX labels in {folder}", "labels file")
     names_file = folder / CLASSES_FILE
     if names_file.is_file():
         names = [line.strip() for line in names_file.read_text(encoding="utf-8").splitlines() if line.strip()]

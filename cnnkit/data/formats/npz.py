@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnkit.data.dataset import Dataset, TensorSplit, files_fingerprint
+from cnnkit.data.dataset import Dataset, TensorSplit, files_fingerprint, highest_label, tensor_split
 from cnnkit.data.spec import DatasetSpec, LoadOptions, register_format, DatasetFormat
 from cnnkit.errors import DataError
-from cnnkit.limits import MAX_CHANNELS, MAX_CLASSES, MAX_SIDE
+from cnnkit.limits import MAX_CHANNELS, MAX_SIDE
 
 SPLITS = {"train": ("x_train", "y_train"), "test": ("x_test", "y_test")}
 HINT = "expected Keras' mnist.npz layout: x_train, y_train (and x_test, y_test), images uint8 (N, H, W[, C])"
@@ -52,7 +52,7 @@ def load(spec: DatasetSpec, options: LoadOptions) -> Dataset:
     try:
         with np.load(path, allow_pickle=False) as archive:
             for split, (x_key, y_key) in splits_keys.items():
-                splits[split] = _split(path, archive[x_key], archive[y_key])
+                splits[split] = tensor_split(archive[x_key], archive[y_key])
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"{path} cannot be read as .npz: {exc}", HINT) from None
     classes = _classes(path, splits)
@@ -108,24 +108,8 @@ def _check_labels(path: Path, key: str, header, images: int) -> int:
     return int(np.prod(shape, dtype=object)) * dtype.itemsize
 
 
-def _split(path: Path, images: np.ndarray, labels: np.ndarray) -> TensorSplit:
-    import torch
-
-    tensor = torch.from_numpy(np.ascontiguousarray(images))
-    tensor = tensor.unsqueeze(1) if tensor.ndim == 3 else tensor.permute(0, 3, 1, 2).contiguous()
-    return TensorSplit(tensor, torch.from_numpy(labels.reshape(-1).astype(np.int64)))
-
-
 def _classes(path: Path, splits: dict[str, TensorSplit]) -> list[str]:
-    filled = [s.labels for s in splits.values() if len(s)]
-    low = min((int(labels.min()) for labels in filled), default=0)
-    top = max((int(labels.max()) for labels in filled), default=0)
-    if low < 0:
-        raise DataError(f"{path}: labels go down to {low}; class labels count from 0")
-    if top >= MAX_CLASSES:
-        raise DataError(f"{path}: labels go up to {top}; cnnkit takes at most {MAX_CLASSES} classes",
-                        "the labels array is damaged or is not labels")
-    return [str(i) for i in range(top + 1)]
+    return [str(i) for i in range(highest_label(splits, f"the labels in {path}", "labels array") + 1)]
 
 
 register_format(DatasetFormat("npz", claim, load))
