@@ -364,8 +364,12 @@ def test_an_exported_graph_that_returns_fewer_rows_than_images_is_refused(lenet_
         def forward(self, images):
             return torch.full((1, 10), 0.1)
 
+    import warnings
+
     edited = work / "first-row-only.pt"
-    torch.jit.save(torch.jit.script(FirstRowOnly()), str(edited), _extra_files={TORCHSCRIPT_EXTRA: props})
+    with warnings.catch_warnings():  # torch.jit's deprecation notes
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(FirstRowOnly()), str(edited), _extra_files={TORCHSCRIPT_EXTRA: props})
     code, _, stderr = invoke("predict", cifar_images, "--model", edited)
     assert "returns [1, 10] for 10 images" in assert_clean_failure(code, stderr)[0]
 
